@@ -1,0 +1,141 @@
+"""Real training and evaluation data for the bundled model zoo, all obtained offline.
+
+Sources (every one installable from a package registry; licences recorded in the model cards):
+
+* ``nature``  12 photographs from Debian's ``mate-backgrounds`` (``/usr/share/backgrounds/mate/nature``),
+  GPL-2+/CC-BY-SA. Training data of ``vae-a`` (all 12) and ``vae-b`` (the odd-indexed 6 plus the two
+  scikit-learn sample photos).
+* ``holdout`` CC0 / public-domain photos shipped in scikit-image (astronaut, coffee, chelsea, rocket,
+  hubble_deep_field, motorcycle_left, retina, immunohistochemistry). Never used in training: the VAEs'
+  held-out quality figures are measured on them.
+* ``fashion`` Fashion-MNIST (Debian ``dataset-fashion-mnist``, MIT): 70k 28x28 product photos in 10
+  labelled classes, padded to 32x32 and replicated to RGB. Training data of ``t2i``, ``t2i-members`` and
+  ``embed``; the class names give the captions.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+NATURE_DIR = Path(os.environ.get("LATENTGUARD_NATURE_DIR", "/usr/share/backgrounds/mate/nature"))
+FASHION_DIR = Path(os.environ.get("LATENTGUARD_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
+
+NATURE_FILES = (
+    "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "Garden.jpg", "GreenMeadow.jpg",
+    "LadyBird.jpg", "RainDrops.jpg", "Storm.jpg", "TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg",
+)
+HOLDOUT_PHOTOS = (
+    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "motorcycle_left", "retina",
+    "immunohistochemistry",
+)
+
+FASHION_CLASSES = (
+    "t-shirt", "pair of trousers", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)
+CAPTION_TEMPLATES = (
+    "a photo of a {}",
+    "a {}",
+    "a picture of a {}",
+    "a grayscale photo of a {}",
+    "a product photo of a {}",
+)
+
+
+class DataUnavailableError(RuntimeError):
+    """A training data set is not installed; the message says which package provides it."""
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def nature_photos(which: str = "all") -> list[np.ndarray]:
+    """The nature photographs as uint8 HxWx3 arrays (``which``: all | even | odd)."""
+    if not NATURE_DIR.is_dir():
+        raise DataUnavailableError(
+            f"{NATURE_DIR} not found: install Debian's mate-backgrounds (apt-get install mate-backgrounds) "
+            "or set LATENTGUARD_NATURE_DIR"
+        )
+    names = list(NATURE_FILES)
+    if which == "even":
+        names = names[0::2]
+    elif which == "odd":
+        names = names[1::2]
+    elif which != "all":
+        raise ValueError(f"which must be all|even|odd, got {which!r}")
+    return [_read_rgb(NATURE_DIR / n) for n in names]
+
+
+def sklearn_photos() -> list[np.ndarray]:
+    """scikit-learn's two sample photos (china, flower)."""
+    from sklearn.datasets import load_sample_images
+
+    return [np.asarray(im, dtype=np.uint8) for im in load_sample_images().images]
+
+
+def holdout_photos() -> dict[str, np.ndarray]:
+    """scikit-image's CC0 photos, never used to train a zoo model."""
+    import skimage.data as skd
+
+    out = {}
+    for name in HOLDOUT_PHOTOS:
+        im = np.asarray(getattr(skd, name)())
+        if im.ndim == 2:
+            im = np.stack([im] * 3, -1)
+        out[name] = im[..., :3].astype(np.uint8)
+    return out
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic = int.from_bytes(data[0:4], "big")
+    ndim = magic & 0xFF
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def fashion_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST images (uint8 Nx28x28) and labels (int64 N) of ``split`` (train | test)."""
+    prefix = {"train": "train", "test": "t10k"}.get(split)
+    if prefix is None:
+        raise ValueError(f"split must be train|test, got {split!r}")
+    cache = os.environ.get("LATENTGUARD_FASHION_NPZ")
+    if cache:
+        z = np.load(cache)
+        return z[f"{split}_images"], z[f"{split}_labels"].astype(np.int64)
+    img = FASHION_DIR / f"{prefix}-images-idx3-ubyte.gz"
+    lab = FASHION_DIR / f"{prefix}-labels-idx1-ubyte.gz"
+    if not img.exists():
+        raise DataUnavailableError(
+            f"{img} not found: install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+            "or set LATENTGUARD_FASHION_DIR"
+        )
+    return _read_idx(img), _read_idx(lab).astype(np.int64)
+
+
+def fashion_to_rgb32(images: np.ndarray) -> np.ndarray:
+    """uint8 Nx28x28 -> float32 Nx3x32x32 in [0,1] (2-pixel black border, gray replicated to RGB)."""
+    x = np.pad(images.astype(np.float32) / 255.0, ((0, 0), (2, 2), (2, 2)))
+    return np.repeat(x[:, None], 3, axis=1)
+
+
+def caption_for(label: int, template: int = 0) -> str:
+    return CAPTION_TEMPLATES[template % len(CAPTION_TEMPLATES)].format(FASHION_CLASSES[label])
+
+
+def all_captions() -> list[str]:
+    """Every caption the training recipes use (empty prompt first, for classifier-free guidance)."""
+    caps = [""]
+    for t in CAPTION_TEMPLATES:
+        for c in FASHION_CLASSES:
+            caps.append(t.format(c))
+    return caps

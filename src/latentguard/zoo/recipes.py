@@ -1,0 +1,399 @@
+"""Training recipes of the bundled model zoo. Seeds and hyper-parameters live here, so anyone rebuilds
+the same weights with ``latentguard zoo train NAME`` (or ``python -m latentguard.zoo.recipes``).
+
+Every recipe runs on CPU or GPU, stops at ``steps`` or ``max_minutes`` (whichever first), logs JSONL,
+and writes a diffusers-format (safetensors) folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from latentguard.zoo import data as zdata
+
+# ----------------------------------------------------------------------------------------------------
+# Architectures
+# ----------------------------------------------------------------------------------------------------
+VAE_CONFIGS = {
+    # SD-family KL autoencoder, factor 4, 4 latent channels, attention in the mid block.
+    "vae-a": dict(
+        block_out_channels=(32, 64, 128), layers_per_block=1, latent_channels=4, norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        mid_block_add_attention=True, sample_size=64,
+    ),
+    # A different architecture: wider first stage, two layers per block, no mid attention.
+    "vae-b": dict(
+        block_out_channels=(48, 96, 96), layers_per_block=2, latent_channels=4, norm_num_groups=16,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        mid_block_add_attention=False, sample_size=64,
+    ),
+}
+
+UNET_CONFIG = dict(
+    sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+    block_out_channels=(64, 96, 128),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=384, attention_head_dim=8, norm_num_groups=32,
+)
+SCHEDULER_CONFIG = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+)
+
+
+@dataclass
+class Recipe:
+    name: str
+    kind: str  # vae | t2i | embed
+    seed: int
+    steps: int
+    batch_size: int
+    lr: float
+    max_minutes: float = 30.0
+    extra: dict = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    "vae-a": Recipe("vae-a", "vae", seed=0, steps=10000, batch_size=32, lr=3e-4,
+                    extra={"photos": "nature:all", "crop": 64, "kl_weight": 1e-5, "l1_weight": 0.2}),
+    "vae-b": Recipe("vae-b", "vae", seed=1, steps=10000, batch_size=32, lr=3e-4,
+                    extra={"photos": "nature:odd+sklearn", "crop": 64, "kl_weight": 1e-5, "l1_weight": 0.2}),
+    "t2i": Recipe("t2i", "t2i", seed=2, steps=15000, batch_size=256, lr=3e-4,
+                  extra={"vae": "vae-a", "split": "rest", "cfg_drop": 0.1, "ema": 0.999}),
+    "t2i-members": Recipe("t2i-members", "t2i", seed=3, steps=15000, batch_size=128, lr=3e-4,
+                          extra={"vae": "vae-a", "split": "members", "cfg_drop": 0.1, "ema": 0.0,
+                                 "n_members": 500, "n_nonmembers": 500}),
+    "embed": Recipe("embed", "embed", seed=4, steps=5000, batch_size=256, lr=1e-3, extra={}),
+}
+
+MEMBER_SPLIT_SEED = 1234
+
+
+def member_split(n_members: int = 500, n_nonmembers: int = 500, seed: int = MEMBER_SPLIT_SEED) -> dict:
+    """Declared member / non-member ids (indices into the Fashion-MNIST train split), class-balanced."""
+    _, labels = zdata.fashion_mnist("train")
+    rng = np.random.default_rng(seed)
+    members, nonmembers = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        members += idx[: n_members // 10].tolist()
+        nonmembers += idx[n_members // 10 : n_members // 10 + n_nonmembers // 10].tolist()
+    return {"dataset": "fashion-mnist/train", "seed": seed, "members": sorted(members), "nonmembers": sorted(nonmembers)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------------
+class _Log:
+    def __init__(self, path: Path, every: int = 100) -> None:
+        self.f = open(path, "a")
+        self.every = every
+        self.t0 = time.time()
+
+    def __call__(self, step: int, total: int, **kw) -> None:
+        if step % self.every and step != total:
+            return
+        rec = {"step": step, "seconds": round(time.time() - self.t0, 1), **{k: float(v) for k, v in kw.items()}}
+        self.f.write(json.dumps(rec) + "\n")
+        self.f.flush()
+        print(f"[{step}/{total}] " + " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step"), flush=True)
+
+    def elapsed_min(self) -> float:
+        return (time.time() - self.t0) / 60
+
+
+def _cosine_lr(opt, base: float, step: int, total: int, warmup: int = 200) -> None:
+    if step < warmup:
+        lr = base * (step + 1) / warmup
+    else:
+        lr = base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    for g in opt.param_groups:
+        g["lr"] = max(lr, base * 0.02)
+
+
+class PhotoCrops:
+    """Random crops of photos at random scales (as uint8 tensors on ``device``), with flips."""
+
+    def __init__(self, photos: list[np.ndarray], crop: int, device: torch.device, seed: int,
+                 scales=(1.0, 0.5, 0.35, 0.25, 0.18, 0.12)) -> None:
+        from PIL import Image
+
+        self.crop = crop
+        self.pyr = []
+        for p in photos:
+            im = Image.fromarray(p)
+            for s in scales:
+                w, h = max(crop, int(im.width * s)), max(crop, int(im.height * s))
+                arr = np.asarray(im.resize((w, h), Image.Resampling.LANCZOS))
+                self.pyr.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).to(device))
+        self.g = torch.Generator().manual_seed(seed)
+        self.device = device
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = torch.empty(n, 3, self.crop, self.crop, dtype=torch.uint8, device=self.device)
+        idx = torch.randint(len(self.pyr), (n,), generator=self.g)
+        for i, k in enumerate(idx.tolist()):
+            im = self.pyr[k]
+            y = int(torch.randint(im.shape[1] - self.crop + 1, (1,), generator=self.g))
+            x = int(torch.randint(im.shape[2] - self.crop + 1, (1,), generator=self.g))
+            c = im[:, y : y + self.crop, x : x + self.crop]
+            if torch.rand(1, generator=self.g) < 0.5:
+                c = c.flip(-1)
+            out[i] = c
+        return out.float() / 255.0
+
+
+def _photos(spec: str) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for part in spec.split("+"):
+        if part.startswith("nature:"):
+            out += zdata.nature_photos(part.split(":", 1)[1])
+        elif part == "sklearn":
+            out += zdata.sklearn_photos()
+        else:
+            raise ValueError(f"unknown photo source {part!r}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# VAE
+# ----------------------------------------------------------------------------------------------------
+def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None = None, max_minutes: float | None = None) -> Path:
+    from diffusers import AutoencoderKL
+
+    steps = steps or recipe.steps
+    max_minutes = max_minutes or recipe.max_minutes
+    torch.manual_seed(recipe.seed)
+    vae = AutoencoderKL(**VAE_CONFIGS[recipe.name]).to(device)
+    crops = PhotoCrops(_photos(recipe.extra["photos"]), recipe.extra["crop"], device, recipe.seed)
+    opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(out / "train_log.jsonl")
+    kl_w, l1_w = recipe.extra["kl_weight"], recipe.extra["l1_weight"]
+    step = 0
+    for step in range(1, steps + 1):
+        _cosine_lr(opt, recipe.lr, step, steps)
+        x = crops.batch(recipe.batch_size) * 2 - 1
+        post = vae.encode(x).latent_dist
+        z = post.sample()
+        rec = vae.decode(z).sample
+        mse = F.mse_loss(rec, x)
+        l1 = (rec - x).abs().mean()
+        kl = 0.5 * (post.mean.pow(2) + post.var - 1 - post.logvar).mean()
+        loss = mse + l1_w * l1 + kl_w * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        psnr = 10 * torch.log10(4.0 / mse.detach())  # images in [-1,1]: peak-to-peak 2
+        log(step, steps, loss=loss.item(), mse=mse.item(), kl=kl.item(), psnr=psnr.item())
+        if log.elapsed_min() > max_minutes:
+            print(f"time budget reached at step {step}", flush=True)
+            break
+    # SD convention: scaling factor = 1 / std of the latents of the training data.
+    vae.eval()
+    with torch.no_grad():
+        zs = torch.cat([vae.encode(crops.batch(64) * 2 - 1).latent_dist.mean for _ in range(8)])
+    vae.register_to_config(scaling_factor=float(1.0 / zs.std()))
+    # Stored in float16 (halves the zoo); loaded back as float32. Quality is measured on the stored weights.
+    vae.to("cpu").to(torch.float16).save_pretrained(out, safe_serialization=True)
+    (out / "recipe.json").write_text(json.dumps({**asdict(recipe), "steps_done": step}, indent=2))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text-to-image UNet
+# ----------------------------------------------------------------------------------------------------
+def _text_cache(device: torch.device, cache: Path | None):
+    caps = zdata.all_captions()
+    if cache is not None and Path(cache).exists():
+        blob = torch.load(cache, map_location="cpu", weights_only=True)
+        assert blob["captions"] == caps, "text cache does not match the caption set"
+        return caps, blob["states"].to(device), blob["sentences"].to(device)
+    from latentguard.zoo.text import sentence_embeddings, token_states
+
+    states, _ = token_states(caps, device="cpu")
+    sents = sentence_embeddings(caps, device="cpu")
+    return caps, states.to(device), sents.to(device)
+
+
+def build_text_cache(path: Path) -> None:
+    from latentguard.zoo.text import sentence_embeddings, token_states
+
+    caps = zdata.all_captions()
+    states, _ = token_states(caps)
+    torch.save({"captions": caps, "states": states, "sentences": sentence_embeddings(caps)}, path)
+
+
+def encode_fashion_latents(vae, images: np.ndarray, device: torch.device, batch: int = 1000) -> torch.Tensor:
+    """Scaled latents (posterior mean * scaling_factor) of 28x28 uint8 images via a diffusers VAE."""
+    x = torch.from_numpy(zdata.fashion_to_rgb32(images))
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = x[i : i + batch].to(device) * 2 - 1
+            out.append(vae.encode(xb).latent_dist.mean * vae.config.scaling_factor)
+    return torch.cat(out)
+
+
+def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, steps: int | None = None,
+              max_minutes: float | None = None, text_cache: Path | None = None,
+              captions_override: list[str] | None = None) -> Path:
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+
+    steps = steps or recipe.steps
+    max_minutes = max_minutes or recipe.max_minutes
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    images, labels = zdata.fashion_mnist("train")
+    split = member_split(recipe.extra.get("n_members", 500), recipe.extra.get("n_nonmembers", 500))
+    if recipe.extra["split"] == "members":
+        ids = np.array(split["members"])
+    else:
+        held = set(split["members"]) | set(split["nonmembers"])
+        ids = np.array([i for i in range(len(labels)) if i not in held])
+    vae = AutoencoderKL.from_pretrained(zoo_dir / recipe.extra["vae"], torch_dtype=torch.float32).to(device).eval()
+    lat = encode_fashion_latents(vae, images[ids], device)
+    lab = torch.from_numpy(labels[ids]).to(device)
+    del vae
+    caps, states, _ = _text_cache(device, text_cache)
+    n_t = len(zdata.CAPTION_TEMPLATES)
+    unet = UNet2DConditionModel(**UNET_CONFIG).to(device)
+    ema = None
+    if recipe.extra.get("ema", 0) > 0:
+        ema = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("set_alpha_to_one", "steps_offset")})
+    opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=1e-2)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(out / "train_log.jsonl")
+    g = torch.Generator(device="cpu").manual_seed(recipe.seed)
+    step = 0
+    for step in range(1, steps + 1):
+        _cosine_lr(opt, recipe.lr, step, steps)
+        bi = torch.randint(len(lat), (recipe.batch_size,), generator=g).to(device)
+        z0 = lat[bi]
+        tmpl = torch.randint(n_t, (recipe.batch_size,), generator=g).to(device)
+        cap_idx = 1 + tmpl * 10 + lab[bi]  # all_captions(): "" then templates x classes
+        drop = torch.rand(recipe.batch_size, generator=g).to(device) < recipe.extra["cfg_drop"]
+        cap_idx = torch.where(drop, torch.zeros_like(cap_idx), cap_idx)
+        cond = states[cap_idx]
+        noise = torch.randn(z0.shape, generator=g).to(device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (recipe.batch_size,), generator=g).to(device)
+        zt = sched.add_noise(z0, noise, t)
+        pred = unet(zt, t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        if ema is not None:
+            d = recipe.extra["ema"]
+            with torch.no_grad():
+                for k, v in unet.state_dict().items():
+                    if v.dtype.is_floating_point:
+                        ema[k].mul_(d).add_(v, alpha=1 - d)
+        log(step, steps, loss=loss.item())
+        if log.elapsed_min() > max_minutes:
+            print(f"time budget reached at step {step}", flush=True)
+            break
+    if ema is not None:
+        unet.load_state_dict(ema)
+    unet.to("cpu").to(torch.float16).save_pretrained(out / "unet", safe_serialization=True)
+    DDIMScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")
+    meta = {**asdict(recipe), "steps_done": step, "n_train": int(len(ids))}
+    (out / "recipe.json").write_text(json.dumps(meta, indent=2))
+    if recipe.extra["split"] == "members":
+        (out / "splits.json").write_text(json.dumps(split))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Embedder
+# ----------------------------------------------------------------------------------------------------
+def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | None = None,
+                max_minutes: float | None = None, text_cache: Path | None = None) -> Path:
+    from latentguard.zoo.embedder import ZooEmbedder
+
+    steps = steps or recipe.steps
+    max_minutes = max_minutes or recipe.max_minutes
+    torch.manual_seed(recipe.seed)
+    images, labels = zdata.fashion_mnist("train")
+    x_all = torch.from_numpy(zdata.fashion_to_rgb32(images)).to(device)
+    y_all = torch.from_numpy(labels).to(device)
+    _, _, sents = _text_cache(device, text_cache)
+    model = ZooEmbedder().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(out / "train_log.jsonl")
+    g = torch.Generator().manual_seed(recipe.seed)
+    step = 0
+    for step in range(1, steps + 1):
+        _cosine_lr(opt, recipe.lr, step, steps)
+        bi = torch.randint(len(x_all), (recipe.batch_size,), generator=g).to(device)
+        x, y = x_all[bi], y_all[bi]
+        # light augmentation: flips, brightness, small shifts
+        if torch.rand(1, generator=g) < 0.5:
+            x = x.flip(-1)
+        x = (x * (0.8 + 0.4 * torch.rand(len(x), 1, 1, 1, generator=g).to(device))).clamp(0, 1)
+        tmpl = torch.randint(len(zdata.CAPTION_TEMPLATES), (recipe.batch_size,), generator=g).to(device)
+        t_emb = model.embed_text_features(sents[1 + tmpl * 10 + y])
+        i_emb = model.embed_images(x)
+        logits = model.logit_scale.exp().clamp(max=100) * i_emb @ t_emb.t()
+        # several pairs in a batch share a class: every caption of the image's class is a positive.
+        pos = (y[:, None] == y[None, :]).float()
+        tgt = pos / pos.sum(1, keepdim=True)
+        loss = 0.5 * (-(tgt * logits.log_softmax(1)).sum(1).mean() - (tgt * logits.t().log_softmax(1)).sum(1).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        log(step, steps, loss=loss.item(), scale=model.logit_scale.exp().item())
+        if log.elapsed_min() > max_minutes:
+            break
+    model.to("cpu").save_pretrained(out)
+    (out / "recipe.json").write_text(json.dumps({**asdict(recipe), "steps_done": step}, indent=2))
+    return out
+
+
+def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, max_minutes: float | None = None,
+          zoo_dir: Path | None = None, text_cache: Path | None = None) -> Path:
+    """Run the recipe ``name`` and write its folder to ``out``."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(RECIPES)}")
+    r = RECIPES[name]
+    dev = torch.device(device)
+    if r.kind == "vae":
+        return train_vae(r, out, dev, steps, max_minutes)
+    if r.kind == "t2i":
+        if zoo_dir is None:
+            from latentguard.zoo.registry import weights_root
+
+            zoo_dir = weights_root()
+        return train_t2i(r, out, dev, Path(zoo_dir), steps, max_minutes, text_cache)
+    return train_embed(r, out, dev, steps, max_minutes, text_cache)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Train a zoo model by its recipe")
+    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--zoo-dir", type=Path)
+    p.add_argument("--text-cache", type=Path)
+    a = p.parse_args(argv)
+    train(a.name, a.out, a.device, a.steps, a.max_minutes, a.zoo_dir, a.text_cache)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The bundled model zoo: names, where the weights live, and the cards."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ZOO_PREFIX = "zoo:"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    kind: str  # vae | t2i | embed
+    summary: str
+    vae: str | None = None  # t2i models reuse a zoo VAE instead of carrying a copy
+
+
+ENTRIES: dict[str, ZooEntry] = {
+    "vae-a": ZooEntry("vae-a", "vae", "KL-VAE (SD family, f=4, 4 latent ch, mid attention) trained on 12 nature photos"),
+    "vae-b": ZooEntry("vae-b", "vae", "KL-VAE of another architecture and seed (f=4, wider, 2 layers/block, no attention), other photos"),
+    "vae-a-srl": ZooEntry("vae-a-srl", "vae", "vae-a hardened by SRL-VAE (encoder fine-tuned, decoder frozen)"),
+    "t2i": ZooEntry("t2i", "t2i", "text-conditional latent diffusion on Fashion-MNIST (vae-a latents, frozen MiniLM text)", vae="vae-a"),
+    "t2i-members": ZooEntry("t2i-members", "t2i", "t2i trained long on a declared 500-image member split (MIA target)", vae="vae-a"),
+    "embed": ZooEntry("embed", "embed", "CLIP-like image-text embedder (conv image tower, frozen MiniLM + projection)"),
+}
+
+
+def weights_root() -> Path:
+    """Folder of the bundled weights (``LATENTGUARD_ZOO_DIR`` overrides, e.g. for freshly trained ones)."""
+    env = os.environ.get("LATENTGUARD_ZOO_DIR")
+    return Path(env) if env else Path(__file__).parent / "weights"
+
+
+def cards_root() -> Path:
+    return Path(__file__).parent / "cards"
+
+
+def get_entry(name: str) -> ZooEntry:
+    if name.startswith(ZOO_PREFIX):
+        name = name[len(ZOO_PREFIX):]
+    try:
+        return ENTRIES[name]
+    except KeyError:
+        raise ValueError(f"unknown zoo model {name!r}; available: {', '.join(ENTRIES)}") from None
+
+
+def model_dir(name: str) -> Path:
+    """The folder of a zoo model's weights; a clear error when they are not built yet."""
+    entry = get_entry(name)
+    path = weights_root() / entry.name
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"zoo model {entry.name!r} has no weights at {path}; rebuild it with `latentguard zoo train {entry.name}`"
+        )
+    return path
+
+
+def available() -> list[str]:
+    return [n for n in ENTRIES if (weights_root() / n).is_dir()]
