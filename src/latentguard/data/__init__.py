@@ -1,0 +1,34 @@
+"""Bundled sample images: real CC0 / public-domain photos from scikit-image, centre-cropped to 256x256.
+
+astronaut (NASA, public domain), coffee and chelsea (Rachel Michetti / Stefan van der Walt, CC0),
+rocket (SpaceX, CC0), hubble_deep_field (NASA/ESA, public domain), motorcycle_left (Middlebury stereo,
+scikit-image CC0 selection), retina (Häggström, CC0), immunohistochemistry (scikit-image, CC0).
+None of them was used to train a zoo model: they are the held-out evaluation set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+SAMPLES_DIR = Path(__file__).parent / "samples"
+
+
+def sample_paths() -> list[Path]:
+    """Paths of the bundled sample photos (sorted)."""
+    return sorted(SAMPLES_DIR.glob("*.png"))
+
+
+def sample_images(size: int = 64, n: int | None = None) -> torch.Tensor:
+    """The bundled photos as ``[N,3,size,size]`` in [0,1] (antialiased resize from 256x256)."""
+    from latentguard.io.images import load_image
+
+    if size < 8:
+        raise ValueError(f"size must be >= 8, got {size}")
+    paths = sample_paths()[: n if n is not None else None]
+    x = torch.cat([load_image(p) for p in paths])
+    if size != x.shape[-1]:
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    return x

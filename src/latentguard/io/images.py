@@ -1,0 +1,318 @@
+"""Safe image I/O.
+
+Loading turns any common file (PNG, JPEG, WebP, TIFF, BMP) into a float tensor ``[1,3,H,W]`` in ``[0,1]``:
+
+* EXIF orientation is applied (a phone photo is loaded the way it is displayed);
+* palette (``P``), grayscale (``L``, ``I;16``, ``I``, ``F``), ``CMYK``, ``YCbCr``, ``LAB`` are converted explicitly;
+* 16-bit images are *scaled* to [0,1] (divided by 65535), never clipped to 8 bits first;
+* alpha is composited over a declared background (white by default), never silently dropped;
+* a pixel limit guards against decompression bombs, a format allow-list against anything else;
+* every failure raises :class:`ImageLoadError` with one line naming the file.
+
+Saving writes PNG by default, atomically (a temporary file in the same folder, then ``os.replace``), with
+the run's provenance in PNG text chunks. A lossy format needs ``lossy=True`` and warns: lossy re-encoding
+weakens adversarial protections.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF", "BMP", "MPO"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
+LOSSY_SUFFIXES = frozenset({".jpg", ".jpeg", ".webp"})
+DEFAULT_MAX_PIXELS = 64_000_000  # 8000 x 8000
+
+
+class ImageLoadError(ValueError):
+    """An image could not be loaded; ``str(exc)`` is one line naming the file."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class LossyFormatWarning(UserWarning):
+    """Saving a protected image in a lossy format weakens the protection."""
+
+
+def _to_float_rgb(im, path: str | os.PathLike, background: tuple[float, float, float]) -> np.ndarray:
+    """PIL image (orientation already applied) -> float32 HxWx3 in [0,1]."""
+    from PIL import Image
+
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    elif mode in ("PA", "LA") or (mode == "L" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    elif mode == "RGB" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(im, dtype=np.uint16).astype(np.float32) / 65535.0
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if mode == "I":  # 32-bit int; PNG 16-bit gray decodes to this mode in Pillow
+        arr = np.asarray(im, dtype=np.int64)
+        peak = 65535.0 if arr.max(initial=0) > 255 or im.info.get("bits", 8) == 16 or arr.dtype != np.uint8 else 255.0
+        arr = np.clip(arr.astype(np.float64) / peak, 0.0, 1.0).astype(np.float32)
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        if not np.isfinite([lo, hi]).all():
+            raise ImageLoadError(path, "floating-point image contains NaN or infinity")
+        if lo < 0.0 or hi > 1.0:
+            raise ImageLoadError(path, f"floating-point image has values in [{lo:.3g}, {hi:.3g}], expected [0,1]")
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if mode in ("RGB;16", "RGBA;16") or (mode.startswith("RGB") and im.info.get("bits") == 16):  # pragma: no cover
+        arr = np.asarray(im).astype(np.float32) / 65535.0
+        return arr[..., :3]
+    if mode == "1":
+        im = im.convert("L")
+        mode = "L"
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+        mode = "RGB"
+    if mode == "L":
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if mode == "RGBA":
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        alpha = arr[..., 3:4]
+        bg = np.asarray(background, dtype=np.float32).reshape(1, 1, 3)
+        return arr[..., :3] * alpha + bg * (1.0 - alpha)
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.float32) / 255.0
+    try:
+        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except Exception as exc:  # noqa: BLE001
+        raise ImageLoadError(path, f"unsupported image mode {mode!r}") from exc
+
+
+def _read_16bit_png(path: Path) -> np.ndarray | None:
+    """Pillow decodes 16-bit RGB(A) PNG to 8 bits; read those at full depth with scikit-image/imageio if present."""
+    try:
+        import imageio.v3 as iio  # scikit-image depends on imageio
+    except ImportError:  # pragma: no cover
+        return None
+    arr = iio.imread(path)
+    if arr.dtype != np.uint16:
+        return None
+    return arr
+
+
+def load_image(
+    path: str | os.PathLike,
+    *,
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    formats: Iterable[str] = ALLOWED_FORMATS,
+) -> torch.Tensor:
+    """Load one image file as a float tensor ``[1,3,H,W]`` in ``[0,1]``.
+
+    Args:
+        path: the file.
+        background: RGB in [0,1] that transparent pixels are composited on (default white).
+        max_pixels: refuse images with more pixels than this (decompression-bomb guard).
+        formats: allowed PIL format names.
+
+    Raises:
+        ImageLoadError: one line naming the file, for any unreadable, unsupported, truncated or oversized input.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not all(0.0 <= float(c) <= 1.0 for c in background) or len(tuple(background)) != 3:
+        raise ValueError(f"background must be 3 floats in [0,1], got {background!r}")
+    if not path.exists():
+        raise ImageLoadError(path, "file not found")
+    if path.is_dir():
+        raise ImageLoadError(path, "is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(path, "empty file (0 bytes)")
+    allowed = {f.upper() for f in formats}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.format not in allowed:
+                    raise ImageLoadError(path, f"format {im.format} is not allowed (allowed: {', '.join(sorted(allowed))})")
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageLoadError(path, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} (decompression-bomb guard)")
+                if w < 1 or h < 1:
+                    raise ImageLoadError(path, f"invalid size {w}x{h}")
+                im.load()
+                exif_orientation = im.getexif().get(0x0112, 1)
+                hi_depth = None
+                if im.format == "PNG" and im.mode in ("RGB", "RGBA") and im.info.get("bits", 8) == 16:  # pragma: no cover
+                    hi_depth = _read_16bit_png(path)
+                im = ImageOps.exif_transpose(im)
+                if hi_depth is not None:  # pragma: no cover - depends on Pillow build
+                    arr = hi_depth.astype(np.float32) / 65535.0
+                    if arr.shape[-1] == 4:
+                        a = arr[..., 3:4]
+                        arr = arr[..., :3] * a + np.asarray(background, np.float32) * (1 - a)
+                else:
+                    arr = _to_float_rgb(im, path, background)
+                if exif_orientation not in (1, None) and hi_depth is not None:  # pragma: no cover
+                    pass
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(path, "not a recognised image file") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(path, f"decompression bomb refused ({exc})") from None
+    except Image.DecompressionBombWarning as exc:
+        raise ImageLoadError(path, f"decompression bomb refused ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageLoadError(path, f"corrupt or truncated image ({msg})") from None
+    t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().unsqueeze(0)
+    return t.clamp_(0.0, 1.0)
+
+
+def _to_uint8_hwc(img: torch.Tensor) -> np.ndarray:
+    if not isinstance(img, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor, got {type(img).__name__}")
+    if img.ndim == 4:
+        if img.shape[0] != 1:
+            raise ValueError(f"save_image takes one image; got a batch of {img.shape[0]}")
+        img = img[0]
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ValueError(f"image must have shape [3,H,W] or [1,3,H,W], got {tuple(img.shape)}")
+    if not torch.isfinite(img).all():
+        raise ValueError("image contains NaN or infinity")
+    x = img.detach().float().clamp(0, 1).mul(255.0).round().to(torch.uint8).cpu().numpy()
+    return x.transpose(1, 2, 0)
+
+
+def save_image(
+    img: torch.Tensor,
+    path: str | os.PathLike,
+    *,
+    metadata: dict | None = None,
+    lossy: bool = False,
+    quality: int = 95,
+) -> Path:
+    """Save an image tensor in ``[0,1]`` atomically. PNG by default; provenance in PNG ``tEXt`` chunks.
+
+    Args:
+        img: ``[3,H,W]`` or ``[1,3,H,W]`` float tensor in [0,1] (values outside are clamped).
+        path: destination; its suffix picks the format (``.png`` unless ``lossy=True``).
+        metadata: JSON-serialisable provenance, stored as PNG text chunks (``latentguard:<key>``).
+        lossy: required to write JPEG/WebP; a :class:`LossyFormatWarning` is emitted.
+        quality: JPEG/WebP quality when lossy.
+    """
+    from PIL import Image, PngImagePlugin
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: unsupported output format {suffix or '(none)'}; use .png")
+    if suffix in LOSSY_SUFFIXES:
+        if not lossy:
+            raise ValueError(
+                f"{path}: {suffix} is lossy and weakens protections; save as .png, or pass lossy=True (--lossy) to accept"
+            )
+        warnings.warn(f"saving {path} in a lossy format ({suffix}); re-encoding weakens adversarial protections",
+                      LossyFormatWarning, stacklevel=2)
+    arr = _to_uint8_hwc(img)
+    pil = Image.fromarray(arr, mode="RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if suffix == ".png":
+                info = PngImagePlugin.PngInfo()
+                for k, v in (metadata or {}).items():
+                    info.add_text(f"latentguard:{k}", v if isinstance(v, str) else json.dumps(v, default=str))
+                pil.save(fh, format="PNG", pnginfo=info)
+            elif suffix in (".jpg", ".jpeg"):
+                pil.save(fh, format="JPEG", quality=int(quality), subsampling=0)
+            elif suffix == ".webp":
+                pil.save(fh, format="WEBP", quality=int(quality))
+            elif suffix in (".tif", ".tiff"):
+                pil.save(fh, format="TIFF")
+            else:
+                pil.save(fh, format="BMP")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def read_provenance(path: str | os.PathLike) -> dict:
+    """The ``latentguard:*`` text chunks of a PNG written by :func:`save_image`."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        text = getattr(im, "text", {}) or {}
+    out = {}
+    for k, v in text.items():
+        if k.startswith("latentguard:"):
+            try:
+                out[k[len("latentguard:"):]] = json.loads(v)
+            except json.JSONDecodeError:
+                out[k[len("latentguard:"):]] = v
+    return out
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike], *, recursive: bool = False) -> list[Path]:
+    """Expand files, folders and glob patterns into a sorted, de-duplicated list of candidate image paths.
+
+    Folders contribute files with an image suffix; explicit files are kept whatever their suffix (so that
+    a bad file is reported by the loader, not silently ignored). A pattern or path matching nothing raises.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        s = str(item)
+        p = Path(s)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            found = sorted(q for q in it if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            found = [p]
+        elif any(ch in s for ch in "*?["):
+            found = sorted(Path(q) for q in _glob.glob(s, recursive=True) if Path(q).is_file())
+        else:
+            raise FileNotFoundError(f"input {s!r} does not exist")
+        if not found and not p.is_dir():
+            raise FileNotFoundError(f"input pattern {s!r} matched no files")
+        for q in found:
+            r = q.resolve()
+            if r not in seen:
+                seen.add(r)
+                out.append(q)
+    return out
+
+
+def iter_images(
+    paths: Iterable[str | os.PathLike], **load_kwargs
+) -> Iterator[tuple[Path, torch.Tensor | None, ImageLoadError | None]]:
+    """Yield ``(path, image, None)`` for good files and ``(path, None, error)`` for bad ones; never stops early."""
+    for p in paths:
+        p = Path(p)
+        try:
+            yield p, load_image(p, **load_kwargs), None
+        except ImageLoadError as exc:
+            yield p, None, exc
