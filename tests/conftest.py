@@ -1,0 +1,54 @@
+"""Shared fixtures: real bundled models and photos (skipped with a reason when the zoo is not built)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(int(os.environ.get("LATENTGUARD_TEST_THREADS", "2")))
+
+
+def require_zoo(*names: str):
+    """Skip (with the reason) when a zoo model's weights are absent."""
+    from latentguard.zoo.registry import available
+
+    have = set(available())
+    missing = [n for n in names if n not in have]
+    if missing:
+        pytest.skip(f"zoo weights not built: {', '.join(missing)} (latentguard zoo train NAME)")
+
+
+@pytest.fixture(scope="session")
+def vae_a():
+    require_zoo("vae-a")
+    from latentguard.models import load_vae
+
+    return load_vae("zoo:vae-a")
+
+
+@pytest.fixture(scope="session")
+def vae_b():
+    require_zoo("vae-b")
+    from latentguard.models import load_vae
+
+    return load_vae("zoo:vae-b")
+
+
+@pytest.fixture(scope="session")
+def samples64() -> torch.Tensor:
+    from latentguard.data import sample_images
+
+    return sample_images(64)[:4]
+
+
+@pytest.fixture(scope="session")
+def t2i_pipe():
+    require_zoo("t2i", "vae-a")
+    from latentguard.models import load_pipeline
+
+    return load_pipeline("zoo:t2i", kind="img2img")
