@@ -1,0 +1,198 @@
+"""Measure the bundled zoo's quality on held-out data; writes benchmarks/results/zoo_quality.json.
+
+    PYTHONPATH=src python benchmarks/bench_zoo.py [--out benchmarks/results/zoo_quality.json] [--quick]
+
+* vae-a / vae-b / vae-a-srl: reconstruction PSNR and SSIM (posterior mean) on the 8 bundled held-out photos
+  (scikit-image CC0 set, never seen in training): full 256x256 images, and 64x64 (four random 64x64 crops per photo).
+* t2i: for each class, images generated from "a photo of a <class>" are classified zero-shot by zoo:embed
+  (top-1 vs chance 10%) and by nearest class centroid of real test images in zoo:embed space;
+  img2img at strength 0.5 keeps the input's structure: SSIM(edit, input) vs SSIM(random test image, input).
+* t2i-members: loss-based membership attack (mean epsilon-MSE over fixed noises at several t) AUROC,
+  members vs non-members (the declared splits).
+* embed: zero-shot accuracy on the Fashion-MNIST test split (5-template ensemble) vs chance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from latentguard.data import sample_images  # noqa: E402
+from latentguard.zoo import data as zdata  # noqa: E402
+from latentguard.zoo.registry import available  # noqa: E402
+
+
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    from skimage.metrics import structural_similarity
+
+    vals = [structural_similarity(x.permute(1, 2, 0).numpy(), y.permute(1, 2, 0).numpy(), channel_axis=2,
+                                  data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+            for x, y in zip(a, b)]
+    return float(np.mean(vals))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a - b) ** 2).flatten(1).mean(1)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+@torch.no_grad()
+def vae_quality(name: str) -> dict:
+    from latentguard.models import load_vae
+
+    vae = load_vae(f"zoo:{name}")
+    full = sample_images(256)
+    g = torch.Generator().manual_seed(0)
+    crops = []
+    for im in full:
+        for _ in range(4):
+            y, x = torch.randint(0, 256 - 64 + 1, (2,), generator=g).tolist()
+            crops.append(im[:, y : y + 64, x : x + 64])
+    crops = torch.stack(crops)
+    out = {}
+    for tag, x in (("256px_full", full), ("64px_crops", crops)):
+        rec = torch.cat([vae.reconstruct(x[i : i + 8]) for i in range(0, len(x), 8)])
+        out[tag] = {"psnr_db": round(_psnr(rec, x), 3), "ssim": round(_ssim(rec, x), 4), "n": len(x)}
+    return out
+
+
+@torch.no_grad()
+def embed_quality() -> dict:
+    from latentguard.models import load_embedder
+
+    emb = load_embedder("zoo:embed")
+    imgs, labels = zdata.fashion_mnist("test")
+    x = torch.from_numpy(zdata.fashion_to_rgb32(imgs))
+    f = torch.cat([emb.embed_images(x[i : i + 1000]) for i in range(0, len(x), 1000)])
+    t = torch.stack([emb.embed_texts([tpl.format(c) for tpl in zdata.CAPTION_TEMPLATES]).mean(0)
+                     for c in zdata.FASHION_CLASSES])
+    t = torch.nn.functional.normalize(t, dim=-1)
+    pred = (f @ t.t()).argmax(1).numpy()
+    return {"zero_shot_top1": round(float((pred == labels).mean()), 4), "chance": 0.1, "n_test": int(len(labels))}
+
+
+@torch.no_grad()
+def t2i_quality(n_per_class: int = 8, steps: int = 25) -> dict:
+    from latentguard.models import load_embedder, load_pipeline
+
+    pipe = load_pipeline("zoo:t2i", kind="text2img")
+    emb = load_embedder("zoo:embed")
+    t = torch.nn.functional.normalize(torch.stack(
+        [emb.embed_texts([tpl.format(c) for tpl in zdata.CAPTION_TEMPLATES]).mean(0) for c in zdata.FASHION_CLASSES]), dim=-1)
+    imgs, labels = zdata.fashion_mnist("test")
+    xt = torch.from_numpy(zdata.fashion_to_rgb32(imgs[:2000]))
+    ft = emb.embed_images(xt)
+    cent = torch.nn.functional.normalize(torch.stack([ft[torch.from_numpy(labels[:2000] == c)].mean(0) for c in range(10)]), dim=-1)
+    correct_zs = correct_nc = 0
+    gen_all = []
+    for c, name in enumerate(zdata.FASHION_CLASSES):
+        g = torch.Generator().manual_seed(100 + c)
+        out = pipe([f"a photo of a {name}"] * n_per_class, height=32, width=32, num_inference_steps=steps,
+                   guidance_scale=3.0, generator=g, output_type="pt").images
+        gen_all.append(out)
+        fe = emb.embed_images(out.clamp(0, 1))
+        correct_zs += int(((fe @ t.t()).argmax(1) == c).sum())
+        correct_nc += int(((fe @ cent.t()).argmax(1) == c).sum())
+    n = n_per_class * 10
+    # img2img structure at strength 0.5 on real test images
+    i2i = load_pipeline("zoo:t2i", kind="img2img")
+    x = xt[:16]
+    caps = [f"a photo of a {zdata.FASHION_CLASSES[int(l)]}" for l in labels[:16]]
+    edit = i2i(caps, image=x, strength=0.5, num_inference_steps=steps, guidance_scale=3.0,
+               generator=torch.Generator().manual_seed(0), output_type="pt").images
+    other = xt[16:32]
+    return {
+        "generated_top1_zero_shot_embed": round(correct_zs / n, 4),
+        "generated_top1_nearest_centroid_embed": round(correct_nc / n, 4),
+        "chance": 0.1, "n_generated": n, "steps": steps, "guidance": 3.0,
+        "img2img_strength0.5_ssim_to_input": round(_ssim(edit.clamp(0, 1), x), 4),
+        "baseline_ssim_random_other_image": round(_ssim(other, x), 4),
+        "_grid": torch.cat(gen_all),
+    }
+
+
+@torch.no_grad()
+def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from latentguard.models import load_pipeline, load_vae
+    from latentguard.zoo.recipes import member_split
+    from latentguard.zoo.text import token_states
+
+    pipe = load_pipeline("zoo:t2i-members", kind="text2img")
+    vae = load_vae("zoo:vae-a")
+    split = json.loads((ROOT / "src/latentguard/zoo/weights/t2i-members/splits.json").read_text()) \
+        if (ROOT / "src/latentguard/zoo/weights/t2i-members/splits.json").exists() else member_split()
+    imgs, labels = zdata.fashion_mnist("train")
+    sched = pipe.scheduler
+    ac = sched.alphas_cumprod
+
+    def scores(ids):
+        ids = np.array(ids[:n])
+        x = torch.from_numpy(zdata.fashion_to_rgb32(imgs[ids]))
+        z0 = vae.to_pipeline_latent(vae.encode(x)[0])
+        cond, _ = token_states([zdata.caption_for(int(l), 0) for l in labels[ids]])
+        g = torch.Generator().manual_seed(0)
+        tot = torch.zeros(len(ids))
+        for t in ts:
+            for _ in range(draws):
+                eps = torch.randn(z0.shape, generator=g)
+                a = ac[t]
+                zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
+                pred = pipe.unet(zt, torch.full((len(ids),), t), encoder_hidden_states=cond).sample
+                tot += ((pred - eps) ** 2).flatten(1).mean(1)
+        return -tot  # lower loss -> member
+    sm, sn = scores(split["members"]), scores(split["nonmembers"])
+    y = np.r_[np.ones(len(sm)), np.zeros(len(sn))]
+    auc = roc_auc_score(y, np.r_[sm.numpy(), sn.numpy()])
+    return {"loss_attack_auroc": round(float(auc), 4), "n_members": len(sm), "n_nonmembers": len(sn),
+            "timesteps": list(ts), "noise_draws": draws}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/zoo_quality.json"))
+    ap.add_argument("--only", nargs="*")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    have = set(available())
+    res: dict = {}
+    outp = Path(a.out)
+    if outp.exists():
+        res = json.loads(outp.read_text())
+    for name in ("vae-a", "vae-b", "vae-a-srl", "embed", "t2i", "t2i-members"):
+        if name not in have or (a.only and name not in a.only):
+            continue
+        t0 = time.time()
+        if name.startswith("vae"):
+            r = vae_quality(name)
+        elif name == "embed":
+            r = embed_quality()
+        elif name == "t2i":
+            r = t2i_quality()
+            grid = r.pop("_grid")
+            from latentguard.core.grid import make_grid
+            from latentguard.io import save_image
+
+            save_image(make_grid(grid.clamp(0, 1), nrow=8), outp.parent / "zoo_t2i_samples.png",
+                       metadata={"what": "zoo:t2i samples, one row per class, 'a photo of a <class>'"})
+        else:
+            r = members_quality()
+        r["seconds"] = round(time.time() - t0, 1)
+        res[name] = r
+        print(name, json.dumps(r), flush=True)
+        outp.parent.mkdir(parents=True, exist_ok=True)
+        outp.write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
