@@ -1,0 +1,28 @@
+"""Harden: make a latent diffusion model's VAE robust to protections and poisons (SRL-VAE).
+
+``harden(vae, data, SRLConfig(...), out_dir=...)`` fine-tunes a copy of the VAE's encoder against an
+``l_inf`` reconstruction attack, keeps its latents of clean images close to the original encoder's, and
+leaves the decoder bit-identical; the result is a diffusers ``AutoencoderKL`` folder that
+``latentguard.models.load_vae`` and diffusers pipelines take unchanged. See ``docs/harden.md``.
+"""
+
+from latentguard.harden.data import DEFAULT_SCALES, ImageCrops
+from latentguard.harden.perceptual import grad_ssim_distance, perceptual_distance, ssim
+from latentguard.harden.srl import (
+    SRLConfig,
+    SRLResult,
+    adversarial_psnr,
+    harden,
+    is_clean_step,
+    latest_checkpoint,
+    psnr,
+    reconstruction_attack,
+    reconstruction_objective,
+    save_hardened,
+)
+
+__all__ = [
+    "DEFAULT_SCALES", "ImageCrops", "SRLConfig", "SRLResult", "adversarial_psnr", "grad_ssim_distance", "harden",
+    "is_clean_step", "latest_checkpoint", "perceptual_distance", "psnr", "reconstruction_attack",
+    "reconstruction_objective", "save_hardened", "ssim",
+]
