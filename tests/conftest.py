@@ -13,14 +13,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 torch.set_num_threads(int(os.environ.get("LATENTGUARD_TEST_THREADS", "2")))
 
 
-def require_zoo(*names: str):
-    """Skip (with the reason) when a zoo model's weights are absent."""
-    from latentguard.zoo.registry import available
-
-    have = set(available())
-    missing = [n for n in names if n not in have]
-    if missing:
-        pytest.skip(f"zoo weights not built: {', '.join(missing)} (latentguard zoo train NAME)")
+from latentguard.testing import require_zoo  # noqa: E402  (re-exported for fixtures below)
 
 
 @pytest.fixture(scope="session")

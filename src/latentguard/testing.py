@@ -1,0 +1,26 @@
+"""Helpers for latentguard's own tests (imports pytest lazily)."""
+
+from __future__ import annotations
+
+
+def require_zoo(*names: str) -> None:
+    """Skip the calling test, with the reason, when a zoo model's weights are absent."""
+    import pytest
+
+    from latentguard.zoo.registry import available
+
+    missing = [n for n in names if n not in set(available())]
+    if missing:
+        pytest.skip(f"zoo weights not built: {', '.join(missing)} (latentguard zoo train NAME)")
+
+
+def require_data(fn, *args):
+    """Call a zoo data loader; skip when its Debian data package is not installed."""
+    import pytest
+
+    from latentguard.zoo.data import DataUnavailableError
+
+    try:
+        return fn(*args)
+    except DataUnavailableError as exc:
+        pytest.skip(str(exc))
