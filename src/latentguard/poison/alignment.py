@@ -1,0 +1,432 @@
+"""Alignment Difficulty (AD) of a text-image dataset.
+
+Paper: Ding, Li, Shan, Zhao, Zheng, "Understanding Implosion in Text-to-Image Generative Models",
+CCS 2024, arXiv:2409.12314. The paper models cross-attention training as supervised graph alignment
+between the text graph and the image graph of a dataset and measures how hard that alignment is.
+
+For ``n`` pairs with L2-normalised image embeddings ``u_i`` and text embeddings ``v_i`` (CLIP in the
+paper; ``zoo:embed`` offline here):
+
+.. math::
+
+    s_i &= \\operatorname{clip}((u_i \\cdot v_i - 0.2) \\cdot 4,\\ 0,\\ 1)   \\qquad
+        \\text{(the paper's LAION calibration: cosines in [0.2, 0.45] mapped to [0, 1])} \\\\
+    D_{fea} &= \\frac{1}{n} \\sum_i (1 - s_i) \\\\
+    D_{stru} &= \\frac{2}{n^2} \\sum_{i<j} |u_i \\cdot u_j - v_i \\cdot v_j| \\\\
+    AD &= \\alpha D_{fea} + (1 - \\alpha) D_{stru}, \\quad \\alpha = 0.8.
+
+The structure term is quadratic in ``n``. It is computed exactly in ``block_size x block_size`` tiles
+(memory ``O(block^2 + n d)``, never the ``n x n`` matrix), using one matrix product per tile:
+``[u_i, v_i] . [u_j, -v_j] = u_i.u_j - v_i.v_j``. For very large ``n`` an unbiased sampled estimator with
+a normal-approximation confidence interval is available (``method="sampled"``).
+
+Per-pair contributions split AD exactly over the pairs (they sum to AD):
+
+.. math::
+
+    c_i = \\frac{\\alpha (1 - s_i)}{n} + \\frac{(1 - \\alpha)}{n^2} \\sum_{j \\ne i} |u_i \\cdot u_j - v_i \\cdot v_j|
+
+so ``pair_scores = n * c`` has mean AD; ranking pairs by it lists the pairs that make the dataset hard to
+align (mislabelled or poisoned pairs first). Per-concept sums aggregate them by a concept label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+ArrayLike = torch.Tensor | np.ndarray
+
+# The paper's official code calibrates CLIP cosine similarity for LAION: (cos - 0.2) * 4, clipped to [0, 1].
+SIM_OFFSET = 0.2
+SIM_SCALE = 4.0
+
+
+def scaled_similarity(cos: ArrayLike, offset: float = SIM_OFFSET, scale: float = SIM_SCALE) -> np.ndarray:
+    """``s = clip((cos - offset) * scale, 0, 1)``, the paper's rescaled image-text similarity."""
+    c = cos.detach().cpu().double().numpy() if isinstance(cos, torch.Tensor) else np.asarray(cos, dtype=np.float64)
+    return np.clip((c - offset) * scale, 0.0, 1.0)
+
+
+@dataclass(frozen=True, eq=False)
+class AlignmentResult:
+    """AD of a dataset, its two terms, and per-pair contributions.
+
+    Attributes:
+        ad: ``alpha * feature + (1 - alpha) * structure``.
+        feature: ``D_fea``, mean of ``1 - s_i`` (exact in every method).
+        structure: ``D_stru`` (exact, or the unbiased estimate when ``method == "sampled"``).
+        alpha: the trade-off weight.
+        n: number of pairs.
+        method: ``"exact"`` (blocked) or ``"sampled"``.
+        cosine: ``u_i . v_i`` per pair, shape ``[n]``.
+        similarity: ``s_i`` per pair, shape ``[n]``.
+        row_structure: per pair, the mean over ``j != i`` of ``|u_i.u_j - v_i.v_j|`` (exact, or estimated
+            from ``samples_per_row`` partners); ``None`` when the sampler had fewer samples than rows.
+        structure_se: standard error of the sampled structure estimate (0 when exact).
+        structure_ci: ``(low, high)`` confidence interval of ``structure`` (a point when exact).
+        ad_ci: the interval carried to AD (the feature term is exact).
+        confidence: level of the intervals.
+        num_samples: pairs ``(i, j)`` evaluated by the sampler (``None`` when exact).
+        samples_per_row: partners drawn per row by the stratified sampler (``None`` otherwise).
+    """
+
+    ad: float
+    feature: float
+    structure: float
+    alpha: float
+    n: int
+    method: str
+    cosine: np.ndarray = field(repr=False)
+    similarity: np.ndarray = field(repr=False)
+    row_structure: np.ndarray | None = field(repr=False, default=None)
+    structure_se: float = 0.0
+    structure_ci: tuple[float, float] = (math.nan, math.nan)
+    ad_ci: tuple[float, float] = (math.nan, math.nan)
+    confidence: float = 0.95
+    num_samples: int | None = None
+    samples_per_row: int | None = None
+
+    @property
+    def feature_contributions(self) -> np.ndarray:
+        """``alpha * (1 - s_i) / n``; sums to ``alpha * feature``."""
+        return self.alpha * (1.0 - self.similarity) / self.n
+
+    @property
+    def structure_contributions(self) -> np.ndarray:
+        """``(1 - alpha) * sum_{j != i} |...| / n^2``; sums to ``(1 - alpha) * structure`` (exactly when exact)."""
+        if self.row_structure is None:
+            return np.full(self.n, math.nan)
+        return (1.0 - self.alpha) * self.row_structure * (self.n - 1) / self.n**2
+
+    @property
+    def contributions(self) -> np.ndarray:
+        """Per-pair share ``c_i`` of AD (sums to AD in exact mode). Feature share only if no row structure."""
+        if self.row_structure is None:
+            return self.feature_contributions
+        return self.feature_contributions + self.structure_contributions
+
+    @property
+    def pair_scores(self) -> np.ndarray:
+        """``n * c_i``: a per-pair AD whose mean is AD. Higher = harder to align = more suspicious."""
+        return self.n * self.contributions
+
+    def ranking(self) -> np.ndarray:
+        """Pair indices, most suspicious (largest contribution) first; ties broken by index."""
+        return np.lexsort((np.arange(self.n), -self.contributions))
+
+    def by_concept(self, concepts: Sequence[Any]) -> list[dict]:
+        """Aggregate per-pair contributions by a concept label (one per pair), largest share first.
+
+        Each row: ``concept``, ``n_pairs``, ``contribution`` (sum of ``c_i``), ``share`` (of AD),
+        ``mean_pair_score``, ``feature`` (mean ``1 - s_i``), ``mean_cosine``, ``row_structure`` (mean).
+        """
+        if len(concepts) != self.n:
+            raise ValueError(f"concepts must have one label per pair ({self.n}), got {len(concepts)}")
+        labels = np.asarray([str(c) for c in concepts])
+        contrib, scores = self.contributions, self.pair_scores
+        rows = []
+        for c in sorted(set(labels.tolist())):
+            m = labels == c
+            rows.append({
+                "concept": c,
+                "n_pairs": int(m.sum()),
+                "contribution": float(contrib[m].sum()),
+                "share": float(contrib[m].sum() / self.ad) if self.ad > 0 else 0.0,
+                "mean_pair_score": float(scores[m].mean()),
+                "feature": float((1.0 - self.similarity[m]).mean()),
+                "mean_cosine": float(self.cosine[m].mean()),
+                "row_structure": float(self.row_structure[m].mean()) if self.row_structure is not None else math.nan,
+            })
+        rows.sort(key=lambda r: -r["contribution"])
+        return rows
+
+    def summary(self) -> dict:
+        """JSON-ready scalars."""
+        return {
+            "ad": self.ad, "feature": self.feature, "structure": self.structure, "alpha": self.alpha, "n": self.n,
+            "method": self.method, "structure_se": self.structure_se, "structure_ci": list(self.structure_ci),
+            "ad_ci": list(self.ad_ci), "confidence": self.confidence, "num_samples": self.num_samples,
+            "samples_per_row": self.samples_per_row,
+            "mean_cosine": float(self.cosine.mean()), "mean_similarity": float(self.similarity.mean()),
+        }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input handling
+# ----------------------------------------------------------------------------------------------------
+def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    elif isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [n_pairs, dim], got shape {tuple(t.shape)}")
+    if not (t.is_floating_point()):
+        t = t.double()
+    return t
+
+
+def normalize_pairs(image_emb: ArrayLike, text_emb: ArrayLike, *, dtype: torch.dtype = torch.float32,
+                    device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and L2-normalise image and text embeddings (copies; inputs never mutated).
+
+    Raises:
+        ValueError: shapes differ, fewer than 2 pairs, non-finite values, or an all-zero row.
+    """
+    u = _as_tensor(image_emb, "image_emb")
+    v = _as_tensor(text_emb, "text_emb")
+    if u.shape != v.shape:
+        raise ValueError(f"image_emb and text_emb must have the same shape, got {tuple(u.shape)} and {tuple(v.shape)}")
+    if u.shape[0] < 2:
+        raise ValueError(f"image_emb needs at least 2 pairs, got {u.shape[0]}")
+    dev = torch.device(device) if device is not None else u.device
+    out = []
+    for name, t in (("image_emb", u), ("text_emb", v)):
+        work = torch.float64 if (dtype == torch.float64 or t.dtype == torch.float64) else torch.float32
+        t = t.to(device=dev, dtype=work)
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name} has non-finite values")
+        norms = t.norm(dim=1, keepdim=True)
+        if (norms == 0).any():
+            raise ValueError(f"{name} has an all-zero row (index {int((norms[:, 0] == 0).nonzero()[0])}): cannot normalise")
+        out.append((t / norms).to(dtype))
+    return out[0], out[1]
+
+
+def _z(confidence: float) -> float:
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def _check_alpha(alpha: float) -> float:
+    if not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Structure term
+# ----------------------------------------------------------------------------------------------------
+def structure_row_sums(u: torch.Tensor, v: torch.Tensor, *, block_size: int = 2048,
+                       progress: bool = False) -> torch.Tensor:
+    """Exact ``r_i = sum_{j != i} |u_i.u_j - v_i.v_j|`` for every ``i``, in tiles (float64 accumulation).
+
+    Only tiles on or above the block diagonal are computed (the matrix is symmetric); each tile is one
+    ``[b, 2d] x [2d, b]`` product of ``[u, v]`` with ``[u, -v]``. Peak extra memory: a few ``b x b`` tiles.
+
+    Args:
+        u, v: normalised embeddings ``[n, d]`` (any float dtype; the products run in that dtype).
+        block_size: tile side ``b``.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        float64 tensor ``[n]`` on ``u``'s device. ``D_stru = r.sum() / n^2``.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    n = u.shape[0]
+    a = torch.cat([u, v], dim=1)
+    b = torch.cat([u, -v], dim=1)
+    rows = torch.zeros(n, dtype=torch.float64, device=u.device)
+    starts = list(range(0, n, block_size))
+    total = len(starts) * (len(starts) + 1) // 2
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="AD structure", unit="tile", leave=False)
+    for bi, i0 in enumerate(starts):
+        i1 = min(i0 + block_size, n)
+        ai = a[i0:i1]
+        for j0 in starts[bi:]:
+            j1 = min(j0 + block_size, n)
+            tile = (ai @ b[j0:j1].T).abs_()
+            if j0 == i0:
+                tile.fill_diagonal_(0.0)  # |u_i.u_i - v_i.v_i| = 0 exactly; drop rounding residue
+                rows[i0:i1] += tile.sum(1, dtype=torch.float64)
+            else:
+                rows[i0:i1] += tile.sum(1, dtype=torch.float64)
+                rows[j0:j1] += tile.sum(0, dtype=torch.float64)
+            del tile
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+@dataclass(frozen=True)
+class SampledStructure:
+    """Output of :func:`structure_sampled`."""
+
+    estimate: float
+    se: float
+    ci: tuple[float, float]
+    num_samples: int
+    samples_per_row: int | None
+    row_means: torch.Tensor | None
+
+
+def structure_sampled(u: torch.Tensor, v: torch.Tensor, *, num_samples: int, confidence: float = 0.95,
+                      generator: torch.Generator | None = None, chunk: int = 1 << 16) -> SampledStructure:
+    """Unbiased Monte-Carlo estimate of ``D_stru`` with a normal-approximation confidence interval.
+
+    Let ``x_ij = |u_i.u_j - v_i.v_j|`` over ordered pairs ``i != j``; ``D_stru = (n-1)/n * E[x]`` with the
+    expectation uniform over ordered pairs. Two designs, both unbiased:
+
+    * stratified by row (``num_samples >= 2n``): every ``i`` gets ``r = num_samples // n`` partners ``j``
+      drawn uniformly from the other ``n - 1`` (with replacement). The mean of the row means is unbiased
+      for ``E[x]``; its variance is ``sum_i s_i^2 / (n^2 r)`` with ``s_i^2`` the within-row sample
+      variance. The row means also give per-pair structure estimates for ranking.
+    * i.i.d. ordered pairs (fewer samples than ``2n``): variance ``s^2 / m``; no per-row estimate.
+
+    Interval: ``estimate +- z * se`` (``z`` the normal quantile of ``confidence``), valid for large
+    sample counts by the central limit theorem.
+    """
+    if num_samples < 2:
+        raise ValueError(f"num_samples must be >= 2, got {num_samples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = u.shape[0]
+    dev = u.device
+    a = torch.cat([u, v], dim=1)
+    b = torch.cat([u, -v], dim=1)
+
+    def _draw(i: torch.Tensor) -> torch.Tensor:
+        # j uniform over {0..n-1} \ {i}: offset in [1, n-1], modulo n
+        off = torch.randint(1, n, i.shape, generator=generator, device="cpu").to(dev)
+        j = (i + off) % n
+        return (a[i] * b[j]).sum(-1).abs_().double()
+
+    scale = (n - 1) / n
+    z = _z(confidence)
+    if num_samples >= 2 * n:
+        r = num_samples // n
+        rows_per_chunk = max(1, chunk // r)
+        row_mean = torch.empty(n, dtype=torch.float64, device=dev)
+        row_var = torch.empty(n, dtype=torch.float64, device=dev)
+        for i0 in range(0, n, rows_per_chunk):
+            i1 = min(i0 + rows_per_chunk, n)
+            idx = torch.arange(i0, i1, device=dev).repeat_interleave(r)
+            x = _draw(idx).view(i1 - i0, r)
+            row_mean[i0:i1] = x.mean(1)
+            row_var[i0:i1] = x.var(1, correction=1)
+        mean = float(row_mean.mean())
+        var = float(row_var.sum()) / (n * n * r)
+        est, se = scale * mean, scale * math.sqrt(max(var, 0.0))
+        return SampledStructure(est, se, (est - z * se, est + z * se), n * r, r, row_mean)
+    m = int(num_samples)
+    total, total_sq, done = 0.0, 0.0, 0
+    while done < m:
+        k = min(chunk, m - done)
+        i = torch.randint(0, n, (k,), generator=generator, device="cpu").to(dev)
+        x = _draw(i)
+        total += float(x.sum())
+        total_sq += float((x * x).sum())
+        done += k
+    mean = total / m
+    var = max(total_sq / m - mean * mean, 0.0) * m / (m - 1) / m
+    est, se = scale * mean, scale * math.sqrt(var)
+    return SampledStructure(est, se, (est - z * se, est + z * se), m, None, None)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------------------------------
+def alignment_difficulty(
+    image_emb: ArrayLike,
+    text_emb: ArrayLike,
+    alpha: float = 0.8,
+    *,
+    method: str = "exact",
+    block_size: int = 2048,
+    num_samples: int | None = None,
+    confidence: float = 0.95,
+    seed: int | None = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    sim_offset: float = SIM_OFFSET,
+    sim_scale: float = SIM_SCALE,
+    progress: bool = False,
+) -> AlignmentResult:
+    """Alignment Difficulty of ``n`` text-image pairs (arXiv:2409.12314; formulas in the module docstring).
+
+    Args:
+        image_emb: ``[n, d]`` image embeddings (torch or numpy), one row per pair; L2-normalised here.
+        text_emb: ``[n, d]`` text embeddings of the same pairs.
+        alpha: weight of the feature term, in [0, 1] (paper: 0.8).
+        method: ``"exact"`` (blocked, ``O(n^2 d)`` time, ``O(block^2)`` memory), ``"sampled"`` (unbiased
+            estimate of the structure term with an interval), or ``"auto"`` (exact up to 20,000 pairs).
+        block_size: tile side of the exact computation.
+        num_samples: ordered pairs the sampler evaluates (default ``max(200 n, 10^6)`` capped at ``10^8``;
+            ``>= 2n`` gives per-pair estimates).
+        confidence: level of the sampled confidence interval.
+        seed: sampler seed (``None``: torch's global RNG).
+        dtype: dtype of the dot products (``torch.float64`` for bit-level checks; accumulation is float64).
+        device: where to compute (default: the input's device).
+        sim_offset, sim_scale: calibration of ``s_i = clip((cos - offset) * scale, 0, 1)``; the paper's
+            LAION/CLIP values are 0.2 and 4. Other embedders may need their own (document it when changed).
+        progress: tqdm bar for the exact tiles.
+
+    Returns:
+        :class:`AlignmentResult`.
+
+    Raises:
+        ValueError: bad shapes, non-finite or all-zero rows, alpha outside [0, 1], unknown method.
+    """
+    alpha = _check_alpha(alpha)
+    if method not in ("exact", "sampled", "auto"):
+        raise ValueError(f"method must be exact|sampled|auto, got {method!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if sim_scale <= 0:
+        raise ValueError(f"sim_scale must be > 0, got {sim_scale}")
+    u, v = normalize_pairs(image_emb, text_emb, dtype=dtype, device=device)
+    n = u.shape[0]
+    if method == "auto":
+        method = "exact" if n <= 20_000 else "sampled"
+    cos = (u.double() * v.double()).sum(1).cpu().numpy()
+    sim = scaled_similarity(cos, sim_offset, sim_scale)
+    feature = float(np.mean(1.0 - sim))
+    if method == "exact":
+        rows = structure_row_sums(u, v, block_size=block_size, progress=progress)
+        structure = float(rows.sum()) / (n * n)
+        ad = alpha * feature + (1 - alpha) * structure
+        return AlignmentResult(
+            ad=ad, feature=feature, structure=structure, alpha=alpha, n=n, method="exact", cosine=cos,
+            similarity=sim, row_structure=(rows / (n - 1)).cpu().numpy(), structure_se=0.0,
+            structure_ci=(structure, structure), ad_ci=(ad, ad), confidence=confidence,
+        )
+    if num_samples is None:
+        num_samples = int(min(max(200 * n, 1_000_000), 100_000_000))
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    s = structure_sampled(u, v, num_samples=int(num_samples), confidence=confidence, generator=gen)
+    ad = alpha * feature + (1 - alpha) * s.estimate
+    w = 1 - alpha
+    return AlignmentResult(
+        ad=ad, feature=feature, structure=s.estimate, alpha=alpha, n=n, method="sampled", cosine=cos, similarity=sim,
+        row_structure=s.row_means.cpu().numpy() if s.row_means is not None else None, structure_se=s.se,
+        structure_ci=s.ci, ad_ci=(alpha * feature + w * s.ci[0], alpha * feature + w * s.ci[1]),
+        confidence=confidence, num_samples=s.num_samples, samples_per_row=s.samples_per_row,
+    )
+
+
+def naive_alignment_difficulty(image_emb: ArrayLike, text_emb: ArrayLike, alpha: float = 0.8) -> tuple[float, float, float]:
+    """Reference ``O(n^2)``-memory implementation in float64 numpy: ``(ad, feature, structure)``. Tests only."""
+    u = np.asarray(image_emb.detach().cpu() if isinstance(image_emb, torch.Tensor) else image_emb, dtype=np.float64)
+    v = np.asarray(text_emb.detach().cpu() if isinstance(text_emb, torch.Tensor) else text_emb, dtype=np.float64)
+    u = u / np.linalg.norm(u, axis=1, keepdims=True)
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    n = len(u)
+    s = np.clip(((u * v).sum(1) - SIM_OFFSET) * SIM_SCALE, 0, 1)
+    feature = float(np.mean(1 - s))
+    d = np.abs(u @ u.T - v @ v.T)
+    structure = float(2.0 / n**2 * d[np.triu_indices(n, 1)].sum())
+    return alpha * feature + (1 - alpha) * structure, feature, structure
