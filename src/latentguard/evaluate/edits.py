@@ -267,7 +267,9 @@ class ModelCache:
     """Loads each target model once: its VAE (``load_vae``) and its pipelines (``load_pipeline``)."""
 
     def __init__(self, device: torch.device | str = "cpu", dtype: str | torch.dtype | None = None) -> None:
-        self.device, self.dtype = device, dtype
+        from latentguard.core.runtime import resolve_device
+
+        self.device, self.dtype = resolve_device(device), dtype
         self._vaes: dict[str, LatentVAE] = {}
         self._pipes: dict[tuple[str, str], Any] = {}
         self._errors: dict[tuple[str, str], str] = {}

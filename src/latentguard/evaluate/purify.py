@@ -1,0 +1,417 @@
+"""Purifications: what an adversary does to a protected image to strip the protection before editing.
+
+Each purification is a frozen dataclass with ``name`` (reported), ``param`` / ``strength`` (the knob a
+plot sweeps) and ``__call__(images, *, generator=None) -> purified`` on ``[N,3,H,W]`` images in ``[0,1]``.
+Every one is deterministic given the generator (or needs none); none mutates its input.
+
+* ``jpeg``: JPEG round trip at ``quality`` (PIL, 4:2:0 chroma subsampling, libjpeg's standard tables).
+* ``resize``: bicubic, antialiased down-scaling by ``scale`` then back up to the input size.
+* ``blur``: Gaussian blur with ``sigma`` (kernel ``2*ceil(3 sigma)+1``, reflect padding).
+* ``noise``: additive Gaussian noise of std ``std``, clipped to ``[0,1]``.
+* ``diffpure``: DiffPure-style (Nie et al. 2022): noise the latent to ``t* = strength`` and denoise with the
+  target model's own UNet, i.e. its img2img pipeline with the empty prompt and no guidance.
+* ``impress``: IMPRESS-style consistency purification (Cao et al. 2023): find ``x`` close to the protected
+  image ``x0`` whose VAE reconstruction agrees with itself,
+
+  .. math:: \\min_x \\lVert D(E(x)) - x\\rVert_2^2 + \\lambda\\,\\max\\big(0,\\ d(x, x_0) - b\\big)
+            \\quad \\text{s.t. } \\lVert x - x_0\\rVert_\\infty \\le \\epsilon,\\ x\\in[0,1]
+
+  with Adam on ``x``; ``d`` is LPIPS in the paper; here ``1 - SSIM`` (weight-free, labelled ``1-ssim``),
+  ``E`` the posterior mean of the target model's VAE.
+* ``noisy-upscale``: Hönig et al. 2024: add Gaussian noise, down-scale x4, and upscale with a diffusion
+  upscaler (``upscaler = "stabilityai/stable-diffusion-x4-upscaler"`` or a local folder). Without one
+  configured or loadable it is reported unavailable.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from latentguard.evaluate.edits import EditUnavailable, Img2Img, ModelCache, Unavailable
+from latentguard.evaluate.metrics import ssim
+from latentguard.models import LatentVAE, crop_back, pad_to_multiple
+
+
+def _check(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be a [N,3,H,W] tensor, got {getattr(images, 'shape', type(images))}")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+@dataclass(frozen=True)
+class NoPurification:
+    """The identity (the protected image is edited as is)."""
+
+    name: str = "none"
+    param: str = ""
+    strength: float = 0.0
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(images)
+        return images.clone()
+
+
+@dataclass(frozen=True)
+class JPEG:
+    """JPEG compression round trip at ``quality`` in ``[1, 100]`` (lower = stronger)."""
+
+    quality: int = 75
+    param: str = "quality"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be an int in [1, 100], got {self.quality!r}")
+
+    @property
+    def name(self) -> str:
+        return f"jpeg-q{self.quality}"
+
+    @property
+    def strength(self) -> float:
+        return float(self.quality)
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        from PIL import Image
+
+        _check(images)
+        out = []
+        for img in images.detach().float().cpu():
+            arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="JPEG", quality=self.quality)
+            buf.seek(0)
+            back = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+            out.append(torch.from_numpy(back).permute(2, 0, 1))
+        return torch.stack(out).to(images.device, images.dtype)
+
+
+@dataclass(frozen=True)
+class Resize:
+    """Bicubic antialiased down-scaling by ``scale`` in ``(0, 1)`` and back (lower = stronger)."""
+
+    scale: float = 0.5
+    param: str = "scale"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.scale) < 1.0:
+            raise ValueError(f"scale must be in (0, 1), got {self.scale}")
+
+    @property
+    def name(self) -> str:
+        return f"resize-{_fmt(self.scale)}"
+
+    @property
+    def strength(self) -> float:
+        return float(self.scale)
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(images)
+        h, w = images.shape[-2:]
+        small = (max(1, round(h * self.scale)), max(1, round(w * self.scale)))
+        x = F.interpolate(images.float(), size=small, mode="bicubic", antialias=True, align_corners=False)
+        x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)
+        return x.clamp(0, 1).to(images.dtype)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur, kernel ``2*ceil(3 sigma)+1`` (capped by the image), reflect padding."""
+    radius = max(1, math.ceil(3 * sigma))
+    radius = min(radius, images.shape[-1] - 1, images.shape[-2] - 1)
+    ax = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
+    k = torch.exp(-(ax**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = images.shape[1]
+    x = F.pad(images.float(), (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return x
+
+
+@dataclass(frozen=True)
+class GaussianBlur:
+    """Gaussian blur of standard deviation ``sigma`` pixels (higher = stronger)."""
+
+    sigma: float = 1.0
+    param: str = "sigma"
+
+    def __post_init__(self) -> None:
+        if not float(self.sigma) > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+
+    @property
+    def name(self) -> str:
+        return f"blur-{_fmt(self.sigma)}"
+
+    @property
+    def strength(self) -> float:
+        return float(self.sigma)
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(images)
+        return gaussian_blur(images, float(self.sigma)).clamp(0, 1).to(images.dtype)
+
+
+@dataclass(frozen=True)
+class GaussianNoise:
+    """Additive Gaussian noise of standard deviation ``std`` (``[0,1]`` pixel units), clipped (higher = stronger)."""
+
+    std: float = 0.05
+    param: str = "std"
+
+    def __post_init__(self) -> None:
+        if not float(self.std) > 0:
+            raise ValueError(f"std must be > 0, got {self.std}")
+
+    @property
+    def name(self) -> str:
+        return f"noise-{_fmt(self.std)}"
+
+    @property
+    def strength(self) -> float:
+        return float(self.std)
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(images)
+        n = torch.randn(images.shape, generator=generator, dtype=torch.float32, device="cpu").to(images.device)
+        return (images.float() + self.std * n).clamp(0, 1).to(images.dtype)
+
+
+@dataclass(frozen=True)
+class DiffPure:
+    """Noise to ``t* = strength`` and denoise with the target's UNet (img2img, empty prompt, guidance 1).
+
+    ``steps`` is the full-trajectory step count (``int(steps * strength)`` are run).
+    """
+
+    pipe: Any = field(repr=False, compare=False)
+    t_star: float = 0.1
+    steps: int = 50
+    param: str = "t_star"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.t_star) <= 1.0:
+            raise ValueError(f"t_star must be in (0, 1], got {self.t_star}")
+        if int(self.steps * self.t_star) < 1:
+            raise ValueError(f"steps * t_star must be >= 1, got {self.steps} * {self.t_star}")
+
+    @property
+    def name(self) -> str:
+        return f"diffpure-{_fmt(self.t_star)}"
+
+    @property
+    def strength(self) -> float:
+        return float(self.t_star)
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(images)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+        seeds = [seed + i for i in range(len(images))]
+        edit = Img2Img(self.pipe, prompt="", strength=float(self.t_star), steps=int(self.steps), guidance=1.0)
+        return edit(images, seeds=seeds).to(images.dtype)
+
+
+@dataclass(frozen=True)
+class Impress:
+    """IMPRESS-style consistency purification (see the module docstring for the objective).
+
+    Args:
+        vae: the target model's VAE.
+        eps: L-inf bound around the protected image (``[0,1]`` units).
+        steps: Adam iterations.
+        lr: Adam learning rate.
+        lam: weight of the perceptual hinge.
+        bound: the perceptual budget ``b`` on ``1 - SSIM(x, x0)``.
+    """
+
+    vae: LatentVAE = field(repr=False, compare=False)
+    eps: float = 8 / 255
+    steps: int = 50
+    lr: float = 0.01
+    lam: float = 10.0
+    bound: float = 0.05
+    param: str = "steps"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.eps) <= 1.0:
+            raise ValueError(f"eps must be in (0, 1], got {self.eps}")
+        if int(self.steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not float(self.lr) > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if float(self.lam) < 0 or float(self.bound) < 0:
+            raise ValueError(f"lam and bound must be >= 0, got {self.lam}, {self.bound}")
+
+    @property
+    def name(self) -> str:
+        return f"impress-{self.steps}"
+
+    @property
+    def strength(self) -> float:
+        return float(self.steps)
+
+    def consistency(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-image ``mean((D(E(x)) - x)^2)`` (the quantity IMPRESS drives down), no gradient."""
+        with torch.no_grad():
+            x, size = pad_to_multiple(images.to(self.vae.device, self.vae.dtype), self.vae.info.downsample_factor)
+            rec = crop_back(self.vae.decode(self.vae.encode(x)[0]), size)
+            return (rec.float() - images.to(rec.device).float()).pow(2).flatten(1).mean(1).cpu()
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(images)
+        dev = self.vae.device
+        x0 = images.detach().to(dev, torch.float32)
+        f = self.vae.info.downsample_factor
+        was_training = self.vae.model.training
+        self.vae.model.eval()
+        delta = torch.zeros_like(x0, requires_grad=True)
+        opt = torch.optim.Adam([delta], lr=float(self.lr))
+        win = min(11, x0.shape[-1], x0.shape[-2])
+        win -= 1 - win % 2
+        try:
+            with torch.enable_grad():
+                for _ in range(int(self.steps)):
+                    x = (x0 + delta).clamp(0, 1)
+                    xp, size = pad_to_multiple(x, f)
+                    rec = crop_back(self.vae.decode(self.vae.encode(xp.to(self.vae.dtype))[0]), size).float()
+                    cons = (rec - x).pow(2).flatten(1).mean(1)
+                    perc = F.relu((1 - ssim(x, x0, kernel_size=win)).float() - float(self.bound))
+                    loss = (cons + float(self.lam) * perc).sum()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    with torch.no_grad():
+                        delta.clamp_(-float(self.eps), float(self.eps))
+                        delta.copy_((x0 + delta).clamp(0, 1) - x0)
+        finally:
+            self.vae.model.train(was_training)
+        return (x0 + delta.detach()).clamp(0, 1).to(images.device, images.dtype)
+
+
+@dataclass(frozen=True)
+class NoisyUpscale:
+    """Noisy upscaling (Hönig et al. 2024): Gaussian noise ``std``, x4 down-scale, diffusion x4 upscaler."""
+
+    pipe: Any = field(repr=False, compare=False)
+    std: float = 0.05
+    steps: int = 20
+    noise_level: int = 20
+    param: str = "std"
+
+    @property
+    def name(self) -> str:
+        return f"noisy-upscale-{_fmt(self.std)}"
+
+    @property
+    def strength(self) -> float:
+        return float(self.std)
+
+    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(images)
+        h, w = images.shape[-2:]
+        noisy = GaussianNoise(self.std)(images.float(), generator=generator)
+        small = F.interpolate(noisy, size=(max(1, h // 4), max(1, w // 4)), mode="bicubic", antialias=True)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+        gen = torch.Generator(device=self.pipe.device).manual_seed(seed)
+        out = self.pipe(prompt=[""] * len(images), image=small.clamp(0, 1).to(self.pipe.device) * 2 - 1,
+                        num_inference_steps=int(self.steps), noise_level=int(self.noise_level), generator=gen,
+                        output_type="pt").images
+        out = F.interpolate(out.float().cpu(), size=(h, w), mode="bicubic", antialias=True)
+        return out.clamp(0, 1).to(images.dtype)
+
+
+# ----------------------------------------------------------------------------------- from a config
+PURIFY_KINDS = ("none", "jpeg", "resize", "blur", "noise", "diffpure", "impress", "noisy-upscale")
+_SWEEP = {"jpeg": "quality", "resize": "scale", "blur": "sigma", "noise": "std", "diffpure": "t_star",
+          "impress": "steps", "noisy-upscale": "std"}
+
+
+def _load_upscaler(spec: str, device: Any) -> Any:
+    from diffusers import StableDiffusionUpscalePipeline
+
+    from latentguard.models import ModelLoadError, resolve_spec
+
+    kind, where = resolve_spec(spec)
+    if kind == "zoo":
+        raise ModelLoadError(f"{spec} is not an upscaler; the zoo has none")
+    import os
+
+    offline = kind == "local" or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        pipe = StableDiffusionUpscalePipeline.from_pretrained(where, use_safetensors=True, local_files_only=offline)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"could not load the upscaler {spec!r} ({type(exc).__name__}: {exc})") from exc
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def build_purifications(spec: dict, target: str, models: ModelCache) -> list[Any]:
+    """Expand one ``[[purifications]]`` table into objects (one per swept value) for ``target``.
+
+    The swept parameter (``quality`` for jpeg, ``scale``, ``sigma``, ``std``, ``t_star``, ``steps`` for
+    impress) may be a list. A purification that cannot run here comes back as :class:`Unavailable`.
+    """
+    spec = dict(spec)
+    kind = spec.pop("kind", None)
+    if kind not in PURIFY_KINDS:
+        raise ValueError(f"purification kind must be one of {PURIFY_KINDS}, got {kind!r}")
+    if kind == "none":
+        if spec:
+            raise ValueError(f"purification 'none' takes no parameters, got {sorted(spec)}")
+        return [NoPurification()]
+    sweep = _SWEEP[kind]
+    values = spec.pop(sweep, None)
+    values = values if isinstance(values, list) else ([values] if values is not None else [None])
+    out: list[Any] = []
+    for v in values:
+        kw = dict(spec)
+        if v is not None:
+            kw[sweep] = v
+        if kind == "jpeg":
+            out.append(JPEG(**kw))
+        elif kind == "resize":
+            out.append(Resize(**kw))
+        elif kind == "blur":
+            out.append(GaussianBlur(**kw))
+        elif kind == "noise":
+            out.append(GaussianNoise(**kw))
+        elif kind == "impress":
+            out.append(Impress(models.vae(target), **kw))
+        elif kind == "diffpure":
+            try:
+                pipe = models.pipeline(target, "img2img")
+            except EditUnavailable as exc:
+                out.append(Unavailable(f"diffpure-{_fmt(v if v is not None else 0.1)}", str(exc), kw))
+                continue
+            out.append(DiffPure(pipe, **kw))
+        else:  # noisy-upscale
+            up = kw.pop("upscaler", None)
+            label = f"noisy-upscale-{_fmt(v if v is not None else 0.05)}"
+            if not up:
+                out.append(Unavailable(label, "no upscaler configured (set upscaler = "
+                                       "'stabilityai/stable-diffusion-x4-upscaler' or a local folder); "
+                                       "the zoo has no upscaler", kw))
+                continue
+            try:
+                pipe = _upscaler(models, up)
+            except Exception as exc:  # noqa: BLE001
+                out.append(Unavailable(label, str(exc), kw))
+                continue
+            out.append(NoisyUpscale(pipe, **kw))
+    return out
+
+
+def _upscaler(models: ModelCache, spec: str) -> Any:
+    cache = models.__dict__.setdefault("_upscalers", {})
+    if spec not in cache:
+        cache[spec] = _load_upscaler(spec, models.device)
+    return cache[spec]
