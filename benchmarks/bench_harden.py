@@ -1,0 +1,280 @@
+"""Measure SRL-VAE hardening: clean fidelity and robustness of a hardened VAE vs its original.
+
+    PYTHONPATH=src python benchmarks/bench_harden.py [--original zoo:vae-a] [--hardened zoo:vae-a-srl]
+        [--out benchmarks/results/bench_harden.json] [--quick] [--threads 1]
+
+All images are the 8 bundled held-out photos (``latentguard.data.sample_images``), never seen in training.
+
+1. **fidelity**: reconstruction (posterior mean) PSNR / SSIM of both VAEs at 64 px (the photos resized) and
+   256 px (full size).
+2. **white-box reconstruction attack** (SRL-VAE's own inner attack, 20 PGD steps, eps 8 and 15/255):
+   PSNR of ``D(E(x_adv))`` vs ``x`` for each VAE attacked directly.
+3. **protections** (pca+, pca-, photoguard-enc, mist at eps 8/255 and 16/255), 64 px photos:
+   * ``transfer``: crafted on the ORIGINAL VAE; evaluated through the original and through the hardened VAE;
+   * ``adaptive``: crafted against the HARDENED VAE; evaluated through it.
+   For each evaluating VAE ``V`` the edit of the protected image is compared with the same edit of the clean
+   image (same noise): ``recon`` (``V`` posterior-mean reconstruction) and ``img2img`` (``zoo:t2i`` img2img
+   pipeline with ``vae=V``, empty prompt, strength 0.5, 20 steps, guidance 7.5). Metrics: PSNR, SSIM, and
+   ``grad-ssim`` (the harden package's weight-free LPIPS stand-in; not LPIPS). Higher PSNR/SSIM and lower
+   grad-ssim = the protection failed to disturb the edit = the VAE is robust.
+
+Protections come from ``latentguard.protect.get`` when that package exists; otherwise from the small
+re-implementations below (GUIDE section 4 formulas), and the JSON records which (``protection_source``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from latentguard.data import sample_images  # noqa: E402
+from latentguard.harden import adversarial_psnr, grad_ssim_distance  # noqa: E402
+from latentguard.models import LatentVAE, load_pipeline, load_vae  # noqa: E402
+
+ATTACKS = ("pca+", "pca-", "photoguard-enc", "mist")
+EPS = (8 / 255, 16 / 255)
+
+
+# ------------------------------------------------------------------------------------------ protections
+def _pgd(loss_fn, x: torch.Tensor, eps: float, steps: int, alpha: float, minimise: bool,
+         random_start: bool = False, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    delta = (torch.rand(x.shape, generator=g) * 2 - 1) * eps if random_start else torch.zeros_like(x)
+    delta = (x + delta).clamp(0, 1) - x
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = loss_fn(x + delta)
+        (grad,) = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            step = -alpha * grad.sign() if minimise else alpha * grad.sign()
+            delta = (delta + step).clamp(-eps, eps)
+            delta = (x + delta).clamp(0, 1) - x
+    return (x + delta).detach()
+
+
+def _pca_loss(vae: LatentVAE, v: float):
+    def f(x):
+        mean, logvar = vae.encode(x)
+        return 0.5 * (-logvar - 1 + (mean.pow(2) + logvar.exp()) / v).flatten(1).sum(1).mean()
+    return f
+
+
+class _MistLoss:
+    """Mist (GUIDE §4): textural ||E(x') - E(x_target)||^2 minus rate * AdvDM loss on zoo:t2i's UNet."""
+
+    def __init__(self, vae: LatentVAE, unet, scheduler, cond, target: torch.Tensor, rate: float, seed: int) -> None:
+        self.vae, self.unet, self.sched, self.cond, self.rate = vae, unet, scheduler, cond, rate
+        with torch.no_grad():
+            self.z_target = vae.encode(target)[0]
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __call__(self, x):
+        mean, logvar = self.vae.encode(x)
+        textural = (mean - self.z_target).pow(2).flatten(1).sum(1).mean()
+        z0 = self.vae.to_pipeline_latent(self.vae.sample(mean, logvar, self.g))
+        t = torch.randint(0, self.sched.config.num_train_timesteps, (len(x),), generator=self.g)
+        noise = torch.randn(z0.shape, generator=self.g)
+        zt = self.sched.add_noise(z0, noise, t)
+        eps_hat = self.unet(zt, t, encoder_hidden_states=self.cond.expand(len(x), -1, -1)).sample
+        advdm = (eps_hat - noise).pow(2).flatten(1).mean(1).mean()
+        return textural - self.rate * advdm
+
+
+def _mist_target(shape) -> torch.Tensor:
+    """A fixed high-contrast stripe/checker pattern (Mist ships its own target image; we generate one)."""
+    n, _, h, w = shape
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    pat = (((yy // 4) + (xx // 4)) % 2).float()
+    stripes = ((xx // 2) % 2).float()
+    img = torch.stack([pat, stripes, 1 - pat])
+    return img.expand(n, 3, h, w).clone()
+
+
+def make_protector(name: str, vae: LatentVAE, eps: float, pipe, seed: int = 0):
+    """A callable images -> protected images (``latentguard.protect`` if present, else the local versions)."""
+    try:
+        from latentguard.protect import get as protect_get  # type: ignore
+
+        return _protect_adapter(protect_get, name, vae, eps, pipe, seed), "latentguard.protect"
+    except ImportError:
+        pass
+    steps, alpha = 40, 2 / 255
+    if name in ("pca+", "pca-"):
+        v = 1.0 if name == "pca+" else 1e-8
+        return (lambda x: _pgd(_pca_loss(vae, v), x, eps, steps, alpha, minimise=(name == "pca-"))), "bench-local"
+    if name == "photoguard-enc":
+        def pg(x):
+            with torch.no_grad():
+                z_t = vae.encode(torch.full_like(x, 0.5))[0]
+            return _pgd(lambda xa: (vae.encode(xa)[0] - z_t).flatten(1).norm(dim=1).mean(), x, eps, steps, alpha,
+                        minimise=True, random_start=True, seed=seed)
+        return pg, "bench-local"
+    if name == "mist":
+        from latentguard.zoo.text import token_states
+
+        cond, _ = token_states([""])
+
+        def mist(x):
+            loss = _MistLoss(vae, pipe.unet, pipe.scheduler, cond, _mist_target(x.shape), rate=1.0, seed=seed)
+            return _pgd(loss, x, eps, steps, alpha, minimise=True)
+        return mist, "bench-local"
+    raise ValueError(f"unknown attack {name!r}")
+
+
+def _protect_adapter(protect_get, name, vae, eps, pipe, seed):
+    import inspect
+
+    kwargs = {"eps": eps}
+    try:
+        params = inspect.signature(protect_get).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "vae" in params:
+        kwargs["vae"] = vae
+    if "pipe" in params:
+        kwargs["pipe"] = pipe
+    prot = protect_get(name, **kwargs)
+
+    def run(x):
+        try:
+            return prot(x, generator=torch.Generator().manual_seed(seed))
+        except TypeError:
+            return prot(x)
+    return run
+
+
+# --------------------------------------------------------------------------------------------- metrics
+def _metrics(a: torch.Tensor, b: torch.Tensor) -> dict:
+    from latentguard.evaluate.metrics import psnr, ssim
+
+    return {"psnr": float(psnr(a, b).mean()), "ssim": float(ssim(a, b).mean()),
+            "grad_ssim": float(grad_ssim_distance(a, b).mean())}
+
+
+def _img2img(pipe, x: torch.Tensor, seed: int, steps: int) -> torch.Tensor:
+    from latentguard.evaluate.edits import Img2Img
+
+    edit = Img2Img(pipe, prompt="", strength=0.5, steps=steps, guidance=7.5)
+    return edit(x, seeds=[seed + i for i in range(len(x))])
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--original", default="zoo:vae-a")
+    p.add_argument("--hardened", default="zoo:vae-a-srl")
+    p.add_argument("--t2i", default="zoo:t2i")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_harden.json"))
+    p.add_argument("--quick", action="store_true", help="4 photos, fewer steps (wiring check; do not quote)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--attacks", default=",".join(ATTACKS))
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    t0 = time.time()
+    orig = load_vae(a.original)
+    hard = load_vae(a.hardened)
+    n = 4 if a.quick else None
+    i2i_steps = 6 if a.quick else 20
+    res: dict = {"original": a.original, "hardened": a.hardened, "t2i": a.t2i, "quick": a.quick,
+                 "images": "latentguard.data.sample_images (8 held-out CC0 photos)" + (" first 4" if a.quick else ""),
+                 "perceptual_note": "grad_ssim is a weight-free LPIPS stand-in (multi-scale gradient L1 + 1-SSIM), not LPIPS"}
+
+    # 1. fidelity
+    fid = {}
+    for size in (64, 256):
+        x = sample_images(size, n)
+        with torch.no_grad():
+            ro, rh = orig.reconstruct(x), hard.reconstruct(x)
+        mo, mh = _metrics(ro, x), _metrics(rh, x)
+        fid[str(size)] = {"original": mo, "hardened": mh, "delta_psnr_db": mh["psnr"] - mo["psnr"]}
+        print(f"fidelity {size}px: PSNR original {mo['psnr']:.2f} hardened {mh['psnr']:.2f} dB", flush=True)
+    res["fidelity"] = fid
+
+    # 2. white-box reconstruction attack
+    x = sample_images(64, n)
+    wb = {}
+    for eps in (8 / 255, 15 / 255):
+        row = {}
+        for name, v in (("original", orig), ("hardened", hard)):
+            row[name] = float(adversarial_psnr(v, x, eps=eps, steps=20, generator=torch.Generator().manual_seed(0)).mean())
+        wb[f"{round(eps * 255)}/255"] = row
+        print(f"white-box recon attack eps {round(eps * 255)}/255: PSNR original {row['original']:.2f} "
+              f"hardened {row['hardened']:.2f}", flush=True)
+    res["whitebox_reconstruction_attack_psnr"] = wb
+
+    # 3. protections
+    pipes = {"original": load_pipeline(a.t2i, kind="img2img", vae=orig),
+             "hardened": load_pipeline(a.t2i, kind="img2img", vae=hard)}
+    vaes = {"original": orig, "hardened": hard}
+    clean_edits = {}
+    for k in ("original", "hardened"):
+        with torch.no_grad():
+            clean_edits[(k, "recon")] = vaes[k].reconstruct(x)
+        clean_edits[(k, "img2img")] = _img2img(pipes[k], x, 0, i2i_steps)
+    rows = []
+    sources = set()
+    for attack in a.attacks.split(","):
+        for eps in EPS:
+            for setting, craft_on, eval_on in (("transfer", "original", ("original", "hardened")),
+                                               ("adaptive", "hardened", ("hardened",))):
+                protector, src = make_protector(attack, vaes[craft_on], eps, pipes[craft_on])
+                sources.add(src)
+                ts = time.time()
+                xp = protector(x)
+                linf = float((xp - x).abs().max())
+                for k in eval_on:
+                    for edit in ("recon", "img2img"):
+                        if edit == "recon":
+                            with torch.no_grad():
+                                e = vaes[k].reconstruct(xp)
+                        else:
+                            e = _img2img(pipes[k], xp, 0, i2i_steps)
+                        m = _metrics(e, clean_edits[(k, edit)])
+                        row = {"attack": attack, "eps": f"{round(eps * 255)}/255", "setting": setting,
+                               "crafted_on": craft_on, "evaluated_with": k, "edit": edit, "linf": linf,
+                               "seconds": round(time.time() - ts, 1), **m}
+                        rows.append(row)
+                        print(f"{attack:15s} eps {row['eps']:6s} {setting:8s} eval {k:8s} {edit:7s} "
+                              f"PSNR {m['psnr']:6.2f} SSIM {m['ssim']:.3f} grad-ssim {m['grad_ssim']:.3f}", flush=True)
+    res["protection_source"] = sorted(sources)
+    res["protections"] = rows
+    res["table"] = _table(rows)
+    res["seconds"] = round(time.time() - t0, 1)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    (out.with_suffix(".md")).write_text(res["table"])
+    print(res["table"])
+    return res
+
+
+def _table(rows: list[dict]) -> str:
+    """Paper-style table: rows (VAE, setting), columns attack@eps; cells PSNR / SSIM of the edit vs the clean edit."""
+    cols = sorted({(r["attack"], r["eps"]) for r in rows}, key=lambda c: (ATTACKS.index(c[0]) if c[0] in ATTACKS else 9, int(c[1].split("/")[0])))
+    out = []
+    for edit in ("recon", "img2img"):
+        out.append(f"\n**{edit}**: PSNR (dB) / SSIM of the edit of the protected photo vs the edit of the clean photo\n")
+        out.append("| VAE (protection crafted on) | " + " | ".join(f"{a} {e}" for a, e in cols) + " |")
+        out.append("|---|" + "---|" * len(cols))
+        for label, setting, ev in (("original (original)", "transfer", "original"),
+                                   ("hardened (original)", "transfer", "hardened"),
+                                   ("hardened (hardened, adaptive)", "adaptive", "hardened")):
+            cells = []
+            for a_, e_ in cols:
+                r = [r for r in rows if r["attack"] == a_ and r["eps"] == e_ and r["setting"] == setting
+                     and r["evaluated_with"] == ev and r["edit"] == edit]
+                cells.append(f"{r[0]['psnr']:.2f} / {r[0]['ssim']:.3f}" if r else "-")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    main()
