@@ -1,0 +1,124 @@
+"""Poisons: dirty-label / concept-swap bookkeeping and the optimised latent poison's budget and effect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentguard.poison.dataset import PairSet
+from latentguard.poison.poisons import NightshadeConfig, concept_swap, dirty_label, latent_shift, nightshade, poison_plan
+
+
+def _pairs(per=10, concepts=("cat", "dog", "bird", "fish"), size=16):
+    g = torch.Generator().manual_seed(0)
+    con = [c for c in concepts for _ in range(per)]
+    x = (torch.rand(len(con), 3, size, size, generator=g) * 255).round() / 255  # 8-bit, as read from PNG
+    caps = [f"a photo of a {c}" if i % 2 else f"a {c}" for i, c in enumerate(con)]
+    return PairSet.from_lists(x, caps, con, extra={"id": list(range(len(con)))})
+
+
+def test_dirty_label_relabel():
+    ps = _pairs()
+    x0 = ps.images.clone()
+    out = dirty_label(ps, "cat", "dog", fraction=0.5, seed=1)
+    assert out.poisoned.sum() == 5 and not ps.poisoned.any()
+    idx = np.flatnonzero(out.poisoned)
+    assert all(ps.source_concepts[i] == "dog" for i in idx)
+    assert all(out.concepts[i] == "cat" and out.captions[i] in {"a cat", "a photo of a cat"} for i in idx)
+    assert all(out.source_concepts[i] == "dog" for i in idx)
+    assert len(out) == len(ps) and torch.equal(ps.images, x0)
+    # untouched pairs identical
+    clean = ~out.poisoned
+    assert [c for c, m in zip(out.captions, clean) if m] == [c for c, m in zip(ps.captions, clean) if m]
+
+
+def test_dirty_label_add():
+    ps = _pairs()
+    out = dirty_label(ps, "cat", "dog", n_poison=3, mode="add")
+    assert len(out) == len(ps) + 3 and out.poisoned[-3:].all() and not out.poisoned[:-3].any()
+    assert out.extra["id"][-3:] == tuple(ps.extra["id"][i] for i in out.extra["id"][-3:])
+    assert torch.equal(out.images[-1], ps.images[out.extra["id"][-1]])
+
+
+def test_concept_swap_cycles():
+    ps = _pairs()
+    out = concept_swap(ps, ["cat", "dog", "bird"], fraction=0.3)
+    idx = np.flatnonzero(out.poisoned)
+    assert len(idx) == 9
+    pairs = {(out.source_concepts[i], out.concepts[i]) for i in idx}
+    assert pairs == {("cat", "dog"), ("dog", "bird"), ("bird", "cat")}
+    with pytest.raises(ValueError, match="at least 2"):
+        concept_swap(ps, ["cat"], fraction=0.3)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(fraction=0.5, n_poison=2), "exactly one"),
+    (dict(fraction=1.5), "fraction"),
+    (dict(n_poison=50), "only 10 candidate"),
+])
+def test_dirty_label_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        dirty_label(_pairs(), "cat", "dog", **kw)
+
+
+def test_unknown_concept():
+    with pytest.raises(ValueError, match="no clean pairs"):
+        dirty_label(_pairs(), "cat", "zebra", n_poison=1)
+
+
+def test_poison_plan():
+    plan = poison_plan([f"c{i}" for i in range(10)], 4, seed=0)
+    assert len(plan) == 4
+    targets, sources = {t for t, _ in plan}, {s for _, s in plan}
+    assert not targets & sources
+    assert poison_plan([f"c{i}" for i in range(10)], 0) == []
+
+
+def test_nightshade_config_validation():
+    with pytest.raises(ValueError, match="eps"):
+        NightshadeConfig(eps=0)
+    with pytest.raises(ValueError, match="steps"):
+        NightshadeConfig(steps=0)
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    from latentguard.models import LatentVAE
+
+    torch.manual_seed(0)
+    model = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                          up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+                          latent_channels=4, norm_num_groups=4, sample_size=16)
+    return LatentVAE(model.train(), spec="tiny-random")
+
+
+def test_latent_shift_budget_and_effect():
+    vae = _tiny_vae()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 16, 16, generator=g)
+    anchors = torch.rand(4, 3, 16, 16, generator=g)
+    x0 = x.clone()
+    cfg = NightshadeConfig(eps=8 / 255, steps=20)
+    xa, before, after = latent_shift(vae, x, anchors, cfg)
+    assert torch.equal(x, x0)
+    assert (xa - x).abs().max() <= cfg.eps + 1e-6 and xa.min() >= 0 and xa.max() <= 1
+    # measured on this tiny random VAE: distance falls by 15-25%; assert at least 5% per image
+    assert (after < 0.95 * before).all(), (before, after)
+    assert vae.model.training  # state restored
+    assert all(p.requires_grad for p in vae.model.parameters())
+
+
+def test_nightshade_pairs():
+    vae = _tiny_vae()
+    ps = _pairs()
+    out, stats = nightshade(ps, "cat", "dog", vae, n_poison=3, cfg=NightshadeConfig(steps=5))
+    idx = np.flatnonzero(out.poisoned)
+    assert len(idx) == 3 and all(ps.source_concepts[i] == "cat" for i in idx)
+    assert out.captions == ps.captions  # captions kept
+    assert all(out.extra["latent_target"][i] == "dog" for i in idx)
+    assert (out.images - ps.images).abs().max() <= 8 / 255 + 1e-6
+    assert torch.equal(out.images[~torch.from_numpy(out.poisoned)], ps.images[~torch.from_numpy(out.poisoned)])
+    assert torch.allclose(out.images[idx] * 255, (out.images[idx] * 255).round(), atol=1e-4)  # 8-bit
+    assert len(stats["dist_after"]) == 3
