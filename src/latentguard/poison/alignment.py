@@ -121,7 +121,8 @@ class AlignmentResult:
         return np.lexsort((np.arange(self.n), -self.contributions))
 
     def by_concept(self, concepts: Sequence[Any]) -> list[dict]:
-        """Aggregate per-pair contributions by a concept label (one per pair), largest share first.
+        """Aggregate per-pair contributions by a concept label (one per pair), most suspicious first
+        (largest mean pair score; ``share`` also grows with the concept's size).
 
         Each row: ``concept``, ``n_pairs``, ``contribution`` (sum of ``c_i``), ``share`` (of AD),
         ``mean_pair_score``, ``feature`` (mean ``1 - s_i``), ``mean_cosine``, ``row_structure`` (mean).
@@ -143,7 +144,7 @@ class AlignmentResult:
                 "mean_cosine": float(self.cosine[m].mean()),
                 "row_structure": float(self.row_structure[m].mean()) if self.row_structure is not None else math.nan,
             })
-        rows.sort(key=lambda r: -r["contribution"])
+        rows.sort(key=lambda r: (-r["mean_pair_score"], r["concept"]))
         return rows
 
     def summary(self) -> dict:
