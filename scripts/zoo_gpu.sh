@@ -12,8 +12,10 @@ R="python3 -m latentguard.zoo.recipes --device cuda --text-cache $TC --zoo-dir $
   $R t2i --out $Z/t2i --max-minutes ${T2I_MIN:-4.3} > $L/t2i.log 2>&1 &
   $R t2i-members --out $Z/t2i-members --max-minutes ${T2I_MIN:-4.3} > $L/t2i-members.log 2>&1 &
   wait ) &
-$R vae-b --out $Z/vae-b --max-minutes ${VAE_MIN:-3} > $L/vae-b.log 2>&1 &
-$R embed --out $Z/embed --max-minutes ${VAE_MIN:-3} > $L/embed.log 2>&1 &
+if [ -z "${ONLY_CHAIN:-}" ]; then  # ONLY_CHAIN=1: rebuild vae-a and the two t2i models only
+  $R vae-b --out $Z/vae-b --max-minutes ${VAE_MIN:-3} > $L/vae-b.log 2>&1 &
+  $R embed --out $Z/embed --max-minutes ${VAE_MIN:-3} > $L/embed.log 2>&1 &
+fi
 wait
 for m in vae-a vae-b t2i t2i-members embed; do [ -d $Z/$m ] && tar -C $Z -cf $OUT/$m.tar $m; done
 for f in $L/*; do echo "== $f"; cat $f; done > $OUT/logs.txt

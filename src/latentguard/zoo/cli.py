@@ -41,7 +41,7 @@ def _train(args) -> int:
     dev = resolve_device(args.device)
     out = Path(args.out)
     train(args.name, out, str(dev), args.steps, args.max_minutes,
-          zoo_dir=Path(args.zoo_dir) if args.zoo_dir else None)
+          zoo_dir=Path(args.zoo_dir) if args.zoo_dir else None, stop_at=args.stop_at)
     print(f"wrote {out}")
     return 0
 
@@ -77,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--device", default="auto")
     q.add_argument("--steps", type=int, help="override the recipe's steps (e.g. a smoke run)")
     q.add_argument("--max-minutes", type=float, help="stop after this many minutes")
+    q.add_argument("--stop-at", type=int, help="stop at this step (the lr schedule still spans --steps)")
     q.add_argument("--zoo-dir", help="folder holding the VAE a t2i recipe encodes with (default: bundled)")
     q.set_defaults(func=_train)
     q = zs.add_parser("export", help="write a zoo model as a standalone diffusers folder")

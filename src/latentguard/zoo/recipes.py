@@ -24,11 +24,12 @@ from latentguard.zoo import data as zdata
 # Architectures
 # ----------------------------------------------------------------------------------------------------
 VAE_CONFIGS = {
-    # SD-family KL autoencoder, factor 4, 4 latent channels, attention in the mid block.
+    # SD-family KL autoencoder, factor 4, 4 latent channels, fully convolutional (no mid-block attention:
+    # a first build with SD's mid attention, trained on 64 px crops, lost 6 dB at 256 px).
     "vae-a": dict(
         block_out_channels=(32, 64, 128), layers_per_block=1, latent_channels=4, norm_num_groups=32,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        mid_block_add_attention=True, sample_size=64,
+        mid_block_add_attention=False, sample_size=64,
     ),
     # A different architecture: wider first stage, two layers per block, no mid attention.
     "vae-b": dict(
@@ -61,16 +62,19 @@ class Recipe:
     lr: float
     max_minutes: float = 30.0
     extra: dict = field(default_factory=dict)
+    # The lr schedule spans ``steps``; training may stop earlier at ``stop_at`` (what the bundled build did
+    # when it hit its GPU time budget). Rebuilding with the same steps/stop_at repeats the bundled build.
+    stop_at: int | None = None
 
 
 RECIPES: dict[str, Recipe] = {
-    "vae-a": Recipe("vae-a", "vae", seed=0, steps=10000, batch_size=32, lr=3e-4,
+    "vae-a": Recipe("vae-a", "vae", seed=0, steps=5000, batch_size=32, lr=3e-4,
                     extra={"photos": "nature:all", "crop": 64, "kl_weight": 1e-5, "l1_weight": 0.2}),
-    "vae-b": Recipe("vae-b", "vae", seed=1, steps=10000, batch_size=32, lr=3e-4,
+    "vae-b": Recipe("vae-b", "vae", seed=1, steps=10000, batch_size=32, lr=3e-4, stop_at=4158,
                     extra={"photos": "nature:odd+sklearn", "crop": 64, "kl_weight": 1e-5, "l1_weight": 0.2}),
-    "t2i": Recipe("t2i", "t2i", seed=2, steps=15000, batch_size=256, lr=3e-4,
+    "t2i": Recipe("t2i", "t2i", seed=2, steps=3600, batch_size=256, lr=3e-4,
                   extra={"vae": "vae-a", "split": "rest", "cfg_drop": 0.1, "ema": 0.999}),
-    "t2i-members": Recipe("t2i-members", "t2i", seed=3, steps=15000, batch_size=128, lr=3e-4,
+    "t2i-members": Recipe("t2i-members", "t2i", seed=3, steps=4000, batch_size=128, lr=3e-4,
                           extra={"vae": "vae-a", "split": "members", "cfg_drop": 0.1, "ema": 0.0,
                                  "n_members": 500, "n_nonmembers": 500}),
     "embed": Recipe("embed", "embed", seed=4, steps=5000, batch_size=256, lr=1e-3, extra={}),
@@ -168,10 +172,12 @@ def _photos(spec: str) -> list[np.ndarray]:
 # ----------------------------------------------------------------------------------------------------
 # VAE
 # ----------------------------------------------------------------------------------------------------
-def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None = None, max_minutes: float | None = None) -> Path:
+def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None = None, max_minutes: float | None = None,
+              stop_at: int | None = None) -> Path:
     from diffusers import AutoencoderKL
 
     steps = steps or recipe.steps
+    stop_at = stop_at if stop_at is not None else (recipe.stop_at if steps == recipe.steps else None)
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
     vae = AutoencoderKL(**VAE_CONFIGS[recipe.name]).to(device)
@@ -181,7 +187,8 @@ def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None
     log = _Log(out / "train_log.jsonl")
     kl_w, l1_w = recipe.extra["kl_weight"], recipe.extra["l1_weight"]
     step = 0
-    for step in range(1, steps + 1):
+    last = min(steps, stop_at) if stop_at else steps
+    for step in range(1, last + 1):
         _cosine_lr(opt, recipe.lr, step, steps)
         x = crops.batch(recipe.batch_size) * 2 - 1
         post = vae.encode(x).latent_dist
@@ -248,10 +255,11 @@ def encode_fashion_latents(vae, images: np.ndarray, device: torch.device, batch:
 
 def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, steps: int | None = None,
               max_minutes: float | None = None, text_cache: Path | None = None,
-              captions_override: list[str] | None = None) -> Path:
+              captions_override: list[str] | None = None, stop_at: int | None = None) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 
     steps = steps or recipe.steps
+    stop_at = stop_at if stop_at is not None else (recipe.stop_at if steps == recipe.steps else None)
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
@@ -278,7 +286,8 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
     log = _Log(out / "train_log.jsonl")
     g = torch.Generator(device="cpu").manual_seed(recipe.seed)
     step = 0
-    for step in range(1, steps + 1):
+    last = min(steps, stop_at) if stop_at else steps
+    for step in range(1, last + 1):
         _cosine_lr(opt, recipe.lr, step, steps)
         bi = torch.randint(len(lat), (recipe.batch_size,), generator=g).to(device)
         z0 = lat[bi]
@@ -321,10 +330,11 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
 # Embedder
 # ----------------------------------------------------------------------------------------------------
 def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | None = None,
-                max_minutes: float | None = None, text_cache: Path | None = None) -> Path:
+                max_minutes: float | None = None, text_cache: Path | None = None, stop_at: int | None = None) -> Path:
     from latentguard.zoo.embedder import ZooEmbedder
 
     steps = steps or recipe.steps
+    stop_at = stop_at if stop_at is not None else (recipe.stop_at if steps == recipe.steps else None)
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
     images, labels = zdata.fashion_mnist("train")
@@ -337,7 +347,8 @@ def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | No
     log = _Log(out / "train_log.jsonl")
     g = torch.Generator().manual_seed(recipe.seed)
     step = 0
-    for step in range(1, steps + 1):
+    last = min(steps, stop_at) if stop_at else steps
+    for step in range(1, last + 1):
         _cosine_lr(opt, recipe.lr, step, steps)
         bi = torch.randint(len(x_all), (recipe.batch_size,), generator=g).to(device)
         x, y = x_all[bi], y_all[bi]
@@ -365,21 +376,21 @@ def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | No
 
 
 def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, max_minutes: float | None = None,
-          zoo_dir: Path | None = None, text_cache: Path | None = None) -> Path:
+          zoo_dir: Path | None = None, text_cache: Path | None = None, stop_at: int | None = None) -> Path:
     """Run the recipe ``name`` and write its folder to ``out``."""
     if name not in RECIPES:
         raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(RECIPES)}")
     r = RECIPES[name]
     dev = torch.device(device)
     if r.kind == "vae":
-        return train_vae(r, out, dev, steps, max_minutes)
+        return train_vae(r, out, dev, steps, max_minutes, stop_at)
     if r.kind == "t2i":
         if zoo_dir is None:
             from latentguard.zoo.registry import weights_root
 
             zoo_dir = weights_root()
-        return train_t2i(r, out, dev, Path(zoo_dir), steps, max_minutes, text_cache)
-    return train_embed(r, out, dev, steps, max_minutes, text_cache)
+        return train_t2i(r, out, dev, Path(zoo_dir), steps, max_minutes, text_cache, stop_at=stop_at)
+    return train_embed(r, out, dev, steps, max_minutes, text_cache, stop_at)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -389,10 +400,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int)
     p.add_argument("--max-minutes", type=float)
+    p.add_argument("--stop-at", type=int, help="stop at this step (the lr schedule still spans --steps)")
     p.add_argument("--zoo-dir", type=Path)
     p.add_argument("--text-cache", type=Path)
     a = p.parse_args(argv)
-    train(a.name, a.out, a.device, a.steps, a.max_minutes, a.zoo_dir, a.text_cache)
+    train(a.name, a.out, a.device, a.steps, a.max_minutes, a.zoo_dir, a.text_cache, a.stop_at)
 
 
 if __name__ == "__main__":
