@@ -18,8 +18,8 @@ All images are the 8 bundled held-out photos (``latentguard.data.sample_images``
    ``grad-ssim`` (the harden package's weight-free LPIPS stand-in; not LPIPS). Higher PSNR/SSIM and lower
    grad-ssim = the protection failed to disturb the edit = the VAE is robust.
 
-Protections come from ``latentguard.protect.get`` when that package exists; otherwise from the small
-re-implementations below (GUIDE section 4 formulas), and the JSON records which (``protection_source``).
+Protections come from ``latentguard.protect.get`` at the common comparison budget (alpha 2/255, 40 steps;
+mist with its defaults: fused mode, stripe target, empty prompt, on ``zoo:t2i`` with the crafting VAE).
 """
 
 from __future__ import annotations
@@ -44,111 +44,20 @@ EPS = (8 / 255, 16 / 255)
 
 
 # ------------------------------------------------------------------------------------------ protections
-def _pgd(loss_fn, x: torch.Tensor, eps: float, steps: int, alpha: float, minimise: bool,
-         random_start: bool = False, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    delta = (torch.rand(x.shape, generator=g) * 2 - 1) * eps if random_start else torch.zeros_like(x)
-    delta = (x + delta).clamp(0, 1) - x
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        loss = loss_fn(x + delta)
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            step = -alpha * grad.sign() if minimise else alpha * grad.sign()
-            delta = (delta + step).clamp(-eps, eps)
-            delta = (x + delta).clamp(0, 1) - x
-    return (x + delta).detach()
-
-
-def _pca_loss(vae: LatentVAE, v: float):
-    def f(x):
-        mean, logvar = vae.encode(x)
-        return 0.5 * (-logvar - 1 + (mean.pow(2) + logvar.exp()) / v).flatten(1).sum(1).mean()
-    return f
-
-
-class _MistLoss:
-    """Mist (GUIDE §4): textural ||E(x') - E(x_target)||^2 minus rate * AdvDM loss on zoo:t2i's UNet."""
-
-    def __init__(self, vae: LatentVAE, unet, scheduler, cond, target: torch.Tensor, rate: float, seed: int) -> None:
-        self.vae, self.unet, self.sched, self.cond, self.rate = vae, unet, scheduler, cond, rate
-        with torch.no_grad():
-            self.z_target = vae.encode(target)[0]
-        self.g = torch.Generator().manual_seed(seed)
-
-    def __call__(self, x):
-        mean, logvar = self.vae.encode(x)
-        textural = (mean - self.z_target).pow(2).flatten(1).sum(1).mean()
-        z0 = self.vae.to_pipeline_latent(self.vae.sample(mean, logvar, self.g))
-        t = torch.randint(0, self.sched.config.num_train_timesteps, (len(x),), generator=self.g)
-        noise = torch.randn(z0.shape, generator=self.g)
-        zt = self.sched.add_noise(z0, noise, t)
-        eps_hat = self.unet(zt, t, encoder_hidden_states=self.cond.expand(len(x), -1, -1)).sample
-        advdm = (eps_hat - noise).pow(2).flatten(1).mean(1).mean()
-        return textural - self.rate * advdm
-
-
-def _mist_target(shape) -> torch.Tensor:
-    """A fixed high-contrast stripe/checker pattern (Mist ships its own target image; we generate one)."""
-    n, _, h, w = shape
-    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    pat = (((yy // 4) + (xx // 4)) % 2).float()
-    stripes = ((xx // 2) % 2).float()
-    img = torch.stack([pat, stripes, 1 - pat])
-    return img.expand(n, 3, h, w).clone()
-
-
-def make_protector(name: str, vae: LatentVAE, eps: float, pipe, seed: int = 0):
-    """A callable images -> protected images (``latentguard.protect`` if present, else the local versions)."""
-    try:
-        from latentguard.protect import get as protect_get  # type: ignore
-
-        return _protect_adapter(protect_get, name, vae, eps, pipe, seed), "latentguard.protect"
-    except ImportError:
-        pass
-    steps, alpha = 40, 2 / 255
-    if name in ("pca+", "pca-"):
-        v = 1.0 if name == "pca+" else 1e-8
-        return (lambda x: _pgd(_pca_loss(vae, v), x, eps, steps, alpha, minimise=(name == "pca-"))), "bench-local"
-    if name == "photoguard-enc":
-        def pg(x):
-            with torch.no_grad():
-                z_t = vae.encode(torch.full_like(x, 0.5))[0]
-            return _pgd(lambda xa: (vae.encode(xa)[0] - z_t).flatten(1).norm(dim=1).mean(), x, eps, steps, alpha,
-                        minimise=True, random_start=True, seed=seed)
-        return pg, "bench-local"
-    if name == "mist":
-        from latentguard.zoo.text import token_states
-
-        cond, _ = token_states([""])
-
-        def mist(x):
-            loss = _MistLoss(vae, pipe.unet, pipe.scheduler, cond, _mist_target(x.shape), rate=1.0, seed=seed)
-            return _pgd(loss, x, eps, steps, alpha, minimise=True)
-        return mist, "bench-local"
-    raise ValueError(f"unknown attack {name!r}")
-
-
-def _protect_adapter(protect_get, name, vae, eps, pipe, seed):
-    import inspect
+def make_protector(name: str, vae: LatentVAE, eps: float, pipe=None, seed: int = 0):
+    """``images -> protected images`` from ``latentguard.protect.get`` at the common comparison budget
+    (alpha 2/255, 40 steps); the UNet-based ``mist`` attacks ``pipe`` (whose VAE is ``vae``)."""
+    from latentguard.protect import get
 
     kwargs = {"eps": eps}
-    try:
-        params = inspect.signature(protect_get).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "vae" in params:
+    if name in ("mist", "advdm", "sds+", "sds-", "photoguard-diff"):
+        if pipe is None:
+            raise ValueError(f"{name} needs a pipeline")
+        kwargs.update(pipe=pipe, vae=vae)
+    else:
         kwargs["vae"] = vae
-    if "pipe" in params:
-        kwargs["pipe"] = pipe
-    prot = protect_get(name, **kwargs)
-
-    def run(x):
-        try:
-            return prot(x, generator=torch.Generator().manual_seed(seed))
-        except TypeError:
-            return prot(x)
-    return run
+    prot = get(name, **kwargs)
+    return lambda x: prot(x, generator=torch.Generator(device=vae.device).manual_seed(seed))
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -220,13 +129,11 @@ def main(argv: list[str] | None = None) -> dict:
             clean_edits[(k, "recon")] = vaes[k].reconstruct(x)
         clean_edits[(k, "img2img")] = _img2img(pipes[k], x, 0, i2i_steps)
     rows = []
-    sources = set()
     for attack in a.attacks.split(","):
         for eps in EPS:
             for setting, craft_on, eval_on in (("transfer", "original", ("original", "hardened")),
                                                ("adaptive", "hardened", ("hardened",))):
-                protector, src = make_protector(attack, vaes[craft_on], eps, pipes[craft_on])
-                sources.add(src)
+                protector = make_protector(attack, vaes[craft_on], eps, pipes[craft_on])
                 ts = time.time()
                 xp = protector(x)
                 linf = float((xp - x).abs().max())
@@ -244,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
                         rows.append(row)
                         print(f"{attack:15s} eps {row['eps']:6s} {setting:8s} eval {k:8s} {edit:7s} "
                               f"PSNR {m['psnr']:6.2f} SSIM {m['ssim']:.3f} grad-ssim {m['grad_ssim']:.3f}", flush=True)
-    res["protection_source"] = sorted(sources)
+    res["protection_source"] = "latentguard.protect.get (alpha 2/255, 40 steps)"
     res["protections"] = rows
     res["table"] = _table(rows)
     res["seconds"] = round(time.time() - t0, 1)

@@ -369,14 +369,16 @@ def _write_plot(rows: list[dict], path: Path) -> None:
         pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
             ax[0].plot(*zip(*pts), label=label, lw=1)
-    ax[0].set_yscale("log")
+    if any(v > 0 for line in ax[0].get_lines() for v in line.get_ydata()):
+        ax[0].set_yscale("log")
     ax[0].set_xlabel("step")
     ax[0].legend(fontsize=8)
     ax[0].set_title("SRL-VAE losses")
     pts = [(r["step"], r["orig"]) for r in rows if r.get("orig") is not None]
     if pts:
         ax[1].plot(*zip(*pts), color="C3", lw=1)
-    ax[1].set_yscale("log")
+        if any(v > 0 for _, v in pts):
+            ax[1].set_yscale("log")
     ax[1].set_xlabel("step")
     ax[1].set_title("originality ||s(E(x)-E0(x))||^2")
     fig.tight_layout()
