@@ -97,7 +97,7 @@ def write_audit(out_dir: str | Path, result: AlignmentResult, ds, *, top: int = 
     concept_rows = result.by_concept([c if c is not None else "(none)" for c in concepts])
     atomic_write_text(out / "concepts.csv", _csv_text(concept_rows))
     summary = {**result.summary(), **(extra_summary or {})}
-    if truth is not None:
+    if truth is not None and truth.any():
         summary["detection"] = detection_metrics(result, truth)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
     _plots(out, result, truth, concept_rows)

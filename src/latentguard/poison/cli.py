@@ -216,7 +216,10 @@ def _cmd_implosion(args: argparse.Namespace) -> int:
 
     cfg = ImplosionConfig.from_toml(args.config, overrides={"seed": args.seed} if args.seed_given else None)
     summary = run_implosion(cfg, args.out, device=args.device, command=_command_line(), resume=not args.no_resume)
-    print(json.dumps(summary["curves"]))
+    brief = [{"k": c["k"], "n_seeds": c["n_seeds"],
+              **{m: round(c[m]["mean"], 4) for m in ("ad", "acc_clean", "acc_poisoned", "asr", "sim_clean")}}
+             for c in summary["curves"]]
+    print(json.dumps(brief))
     return 0
 
 
