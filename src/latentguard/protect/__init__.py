@@ -27,10 +27,17 @@ from latentguard.protect.engine import (
     tile_grid,
 )
 from latentguard.protect.pca import PCAAdaptive, PCAMinus, PCAPlus, PosteriorCollapse, pca_loss
+from latentguard.protect.photoguard import PhotoGuardDiffusion, PhotoGuardEncoder
+from latentguard.protect.pid import PID, pid_loss
+from latentguard.protect.diffusion import DiffusionProtection
+from latentguard.protect.advdm import AdvDM
+from latentguard.protect.mist import Mist
+from latentguard.protect.sds import SDSMinus, SDSPlus, ScoreDistillation
 from latentguard.protect.transforms import parse_transforms
 
 __all__ = [
     "Protection", "ProtectOutput", "ProtectRecord", "available", "get", "get_class", "register", "run_protection",
     "frozen", "tile_grid", "kl_standard_normal", "pca_loss", "PosteriorCollapse", "PCAPlus", "PCAMinus",
-    "PCAAdaptive", "parse_transforms",
+    "PCAAdaptive", "parse_transforms", "PhotoGuardEncoder", "PhotoGuardDiffusion", "PID", "pid_loss",
+    "DiffusionProtection", "AdvDM", "Mist", "SDSPlus", "SDSMinus", "ScoreDistillation",
 ]

@@ -1,0 +1,231 @@
+"""``latentguard protect INPUT... --method pca+ --model zoo:vae-a --eps 16/255 --steps 40 --out DIR``.
+
+Writes one PNG per input (same stem; inputs sharing a stem get their folder's name prepended),
+``results.jsonl`` (one row per input, resumable with ``--resume``), ``summary.csv``, ``summary.png`` and
+``run.json``. Unreadable inputs are reported on stderr, recorded with ``status: "error"`` and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+DIFFUSION_METHODS = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(Fraction(str(text).strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 16/255, 0.0627 or 16 with --eps-unit 255)") from None
+
+
+def _stems(paths: list[Path]) -> dict[Path, str]:
+    """Output stem per input: its stem, or ``<folder>_<stem>`` when several inputs share the stem."""
+    from collections import Counter
+
+    counts = Counter(p.stem for p in paths)
+    out: dict[Path, str] = {}
+    used: set[str] = set()
+    for p in paths:
+        s = p.stem if counts[p.stem] == 1 else f"{p.parent.name}_{p.stem}"
+        base, k = s, 1
+        while s in used:
+            s = f"{base}-{k}"
+            k += 1
+        used.add(s)
+        out[p] = s
+    return out
+
+
+def _load_mask(path: str):
+    from latentguard.io import load_image
+
+    m = load_image(path).mean(dim=1, keepdim=True)  # [1,1,H,W] in [0,1]
+    return m
+
+
+def _build_method(args):
+    from latentguard.cli import UserError
+    from latentguard.models import load_pipeline, load_vae
+    from latentguard.protect import get
+
+    unit = float(args.eps_unit)
+    if not unit > 0:
+        raise UserError(f"--eps-unit must be > 0, got {args.eps_unit}")
+    params: dict = {}
+    if args.eps is not None:
+        params["eps"] = args.eps / unit
+    if args.alpha is not None:
+        params["alpha"] = args.alpha / unit
+    for name in ("steps", "norm", "random_start", "step_decay", "eot_samples", "tile_size"):
+        v = getattr(args, name)
+        if v is not None:
+            params[name] = v
+    if args.eot:
+        params["transforms"] = args.eot
+    params["seed"] = args.seed
+    models = args.model or ["zoo:vae-a"]
+    if args.method in DIFFUSION_METHODS:
+        if len(models) > 1:
+            raise UserError(f"--method {args.method} attacks the pipeline's own VAE; give at most one --model")
+        vae = load_vae(models[0], device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle) if args.model else None
+        pipe = load_pipeline(args.pipeline, kind="img2img", device=args.device, dtype=args.dtype, vae=vae)
+        params.update(pipe=pipe, prompt=args.prompt)
+    else:
+        if args.prompt:
+            raise UserError(f"--prompt is only used by {', '.join(DIFFUSION_METHODS)}")
+        vaes = [load_vae(m, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle) for m in models]
+        params["vae"] = vaes if len(vaes) > 1 else vaes[0]
+    try:
+        return get(args.method, preset=args.preset, **params), models
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _write_summary(out: Path, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if r.get("status") == "ok"]
+    cols = ["input", "output", "width", "height", "loss_before", "loss_after", "kl_before", "kl_after",
+            "sigma2_before", "sigma2_after", "linf", "l2", "psnr", "seconds"]
+    with open(out / "summary.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["status"] + cols + ["error"], extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    if not ok:
+        return
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    idx = range(len(ok))
+    axes[0].bar([i - 0.2 for i in idx], [r["loss_before"] for r in ok], width=0.4, label="before")
+    axes[0].bar([i + 0.2 for i in idx], [r["loss_after"] for r in ok], width=0.4, label="after")
+    axes[0].set_title(f"{ok[0].get('method', '')} objective per image")
+    axes[0].legend()
+    axes[1].bar([i - 0.2 for i in idx], [r["kl_before"] for r in ok], width=0.4, label="before")
+    axes[1].bar([i + 0.2 for i in idx], [r["kl_after"] for r in ok], width=0.4, label="after")
+    axes[1].set_title("KL(q(z|x) || N(0,I))")
+    axes[1].legend()
+    axes[2].hist([r["psnr"] for r in ok if r.get("psnr") is not None], bins=20)
+    axes[2].set_title("PSNR protected vs input (dB)")
+    for ax in axes[:2]:
+        ax.set_xlabel("image")
+    fig.tight_layout()
+    fig.savefig(out / "summary.png", dpi=100)
+    plt.close(fig)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from latentguard.cli import UserError
+    from latentguard.core.runtime import torch_generator
+    from latentguard.io import JsonlWriter, collect_inputs, iter_images, save_image, write_manifest
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.steps is not None and args.steps < 0:
+        raise UserError(f"--steps must be >= 0, got {args.steps}")
+    paths = collect_inputs(args.inputs)
+    if not paths:
+        raise UserError("no input images found")
+    mask = _load_mask(args.mask) if args.mask else None
+    method, models = _build_method(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = JsonlWriter(out / "results.jsonl", resume=args.resume)
+    done = writer.done_keys("key") if args.resume else set()
+    config = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    config["resolved"] = {f: getattr(method, f) for f in ("eps", "alpha", "steps", "norm", "random_start", "step_decay",
+                                                          "maximize", "eot_samples", "tile_size", "seed")}
+    config["resolved"]["transforms"] = [repr(t) for t in method.transforms]
+    write_manifest(out, "latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]), config, args.seed)
+    stems = _stems(paths)
+    todo = [p for p in paths if str(p.resolve()) not in done]
+    n_ok = n_err = 0
+    bar = tqdm(total=len(todo), desc=f"protect {args.method}", unit="img", disable=args.no_progress, file=sys.stderr)
+    for path, img, err in iter_images(todo):
+        key = str(path.resolve())
+        row = {"key": key, "input": str(path), "method": args.method}
+        if err is None and mask is not None and mask.shape[-2:] != img.shape[-2:]:
+            err = ValueError(f"{path}: mask size {tuple(mask.shape[-2:])} != image size {tuple(img.shape[-2:])}")
+        if err is not None:
+            print(f"latentguard: skipped {err}", file=sys.stderr)
+            writer.write({**row, "status": "error", "error": str(err)})
+            n_err += 1
+            bar.update(1)
+            continue
+        try:
+            res = method.protect(img, mask=mask, generator=torch_generator(args.seed, method.device))
+        except (ValueError, FloatingPointError, RuntimeError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"latentguard: failed {path}: {msg}", file=sys.stderr)
+            writer.write({**row, "status": "error", "error": msg})
+            n_err += 1
+            bar.update(1)
+            continue
+        dst = out / f"{stems[path]}.png"
+        rec = res.records[0].to_dict()
+        rec.pop("index", None)
+        save_image(res.images[0], dst, metadata={
+            "method": args.method, "eps": method.eps, "norm": method.norm, "steps": method.steps,
+            "surrogates": models if args.method not in DIFFUSION_METHODS else [args.pipeline], "source": path.name})
+        writer.write({**row, "status": "ok", "output": str(dst), "height": int(img.shape[-2]),
+                      "width": int(img.shape[-1]), **rec})
+        n_ok += 1
+        bar.update(1)
+    bar.close()
+    _write_summary(out, writer.rows())
+    skipped = len(paths) - len(todo)
+    print(f"protected {n_ok} image(s) with {args.method} (eps={method.eps:.5f}, {method.steps} steps)"
+          + (f", {skipped} already done" if skipped else "") + (f", {n_err} failed" if n_err else "") + f" -> {out}")
+    return 0 if (n_ok or skipped or not todo) else 1
+
+
+def register(subparsers) -> None:
+    """Add ``latentguard protect`` to the CLI."""
+    from latentguard.cli import add_common_args
+    from latentguard.protect import available
+    from latentguard.protect.engine import NORMS, PRESETS, STEP_DECAYS
+
+    p = subparsers.add_parser(
+        "protect", help="add an adversarial perturbation that makes images un-editable by latent diffusion models",
+        description="Protect images against LDM editing (PCA: arXiv 2408.10901, and baselines). Budgets are in [0,1] "
+                    "pixel units (16/255) unless --eps-unit says otherwise. Writes OUT/<stem>.png, results.jsonl, "
+                    "summary.csv, summary.png, run.json.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("--method", default="pca+", choices=available(), help="protection (default: pca+)")
+    p.add_argument("--model", action="append", default=None, metavar="SPEC",
+                   help="surrogate VAE (zoo:NAME, folder, hub id); repeat for an ensemble (default: zoo:vae-a)")
+    p.add_argument("--pipeline", default="zoo:t2i",
+                   help=f"diffusion pipeline for {', '.join(DIFFUSION_METHODS)} (default: zoo:t2i)")
+    p.add_argument("--prompt", default="", help="text condition of the diffusion-based methods (default: '')")
+    p.add_argument("--preset", default="default", choices=PRESETS,
+                   help="default: common budget (16/255, 2/255, 40 steps); source: the method's published defaults")
+    p.add_argument("--eps", type=_number, default=None, help="budget, e.g. 16/255 or 0.0627 (or 16 with --eps-unit 255)")
+    p.add_argument("--eps-unit", type=_number, default=1.0,
+                   help="--eps and --alpha are divided by this (255 for 0-255 values; default 1)")
+    p.add_argument("--alpha", type=_number, default=None, help="step size, same unit as --eps")
+    p.add_argument("--steps", type=int, default=None, help="iterations")
+    p.add_argument("--norm", choices=NORMS, default=None, help="linf (default) or l2")
+    p.add_argument("--random-start", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--step-decay", choices=STEP_DECAYS, default=None)
+    p.add_argument("--eot", default=None, metavar="T1,T2", help="EOT transforms, e.g. jpeg:50-90,resize:0.5-0.9,blur,noise")
+    p.add_argument("--eot-samples", type=int, default=None, help="gradient draws per step")
+    p.add_argument("--tile-size", type=int, default=None, help="tile larger images (pixels; 0 disables)")
+    p.add_argument("--mask", default=None, metavar="FILE", help="image whose bright pixels (>0.5) mark the region to protect")
+    p.add_argument("--resume", action="store_true", help="skip inputs already in OUT/results.jsonl")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common_args(p, out=True, model=True)
+    p.set_defaults(func=_run)
