@@ -159,3 +159,23 @@ def test_config_validation():
         mia.MIAConfig(timesteps=(50, 10))
     with pytest.raises(ValueError, match="powers"):
         mia.MIAConfig(powers={"loss": -1})
+
+
+def test_items_roundtrip_reproduces_summary(toy, tmp_path):
+    from latentguard.privacy import audit
+
+    unet, sched, z0, labels = toy
+    cfg = mia.MIAConfig(attacks=("pia", "secmi"), timesteps=(10, 50))
+    powered = mia.ResidualScorer(unet, sched, cfg).powered_residuals(z0, None)
+    ms = mia.MembershipScores.build(labels, cfg.timesteps, powered, contrib=np.random.default_rng(0).normal(size=(80, 64)),
+                                    log_volume=np.random.default_rng(1).normal(size=80))
+    summ = mia.evaluate(ms)
+    audit.write_membership_report(ms, [f"s{i}" for i in range(80)], summ, tmp_path, "toy")
+    back = mia.evaluate(mia.ScoreTable.from_items(tmp_path / "items.jsonl"))
+    for a in ("pia", "secmi"):
+        for mk in mia.MASKS:
+            for proto in ("paper", "honest"):
+                assert back["attacks"][a][mk][proto]["auroc"] == pytest.approx(summ["attacks"][a][mk][proto]["auroc"])
+    assert back["distortion"]["quartiles"]["Q2"]["per_timestep"]["pia/pullback"] == pytest.approx(
+        summ["distortion"]["quartiles"]["Q2"]["per_timestep"]["pia/pullback"])
+    assert (tmp_path / "index.html").read_text().count("<tr>") > 12

@@ -189,10 +189,10 @@ def _plots(ms: mia.MembershipScores, summary: dict, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     files = []
-    attacks = list(ms.powered)
+    attacks = list(ms.attacks)
     fig, axes = plt.subplots(1, len(attacks), figsize=(4 * len(attacks), 4), squeeze=False)
     for ax, a in zip(axes[0], attacks):
-        for mk in ms.masks:
+        for mk in ms.mask_names:
             t = summary["attacks"][a][mk]["paper"]["timestep"]
             j = list(ms.timesteps).index(t)
             fpr, tpr, _ = roc.roc_curve(ms.scores(a, mk)[:, j], ms.labels)
@@ -214,7 +214,7 @@ def _plots(ms: mia.MembershipScores, summary: dict, out: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for ci, a in enumerate(attacks):
-        for mk, ls in zip(ms.masks, ("-", "--", ":")):
+        for mk, ls in zip(ms.mask_names, ("-", "--", ":")):
             ax.plot(ms.timesteps, summary["attacks"][a][mk]["paper"]["auroc_per_timestep"], ls, marker="o",
                     color=f"C{ci}", label=f"{a}/{mk}")
     ax.axhline(0.5, color="k", lw=0.6)
@@ -232,7 +232,7 @@ def _plots(ms: mia.MembershipScores, summary: dict, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         names = list(q)
         for ci, a in enumerate(attacks):
-            for mk, ls in zip(ms.masks, ("-", "--", ":")):
+            for mk, ls in zip(ms.mask_names, ("-", "--", ":")):
                 ax.plot(names, [q[n][f"{a}/{mk}"] if q[n][f"{a}/{mk}"] is not None else np.nan for n in names], ls,
                         marker="o", color=f"C{ci}", label=f"{a}/{mk}")
         ax.axhline(0.5, color="k", lw=0.6)
@@ -267,7 +267,7 @@ def _html(summary: dict, rows: list[dict], plots: list[str], title: str) -> str:
     dist = ""
     if "distortion" in summary:
         d = summary["distortion"]
-        keys = [k for k in next(iter(d["quartiles"].values())) if "/" in k]
+        keys = [k for k in next(iter(d["quartiles"].values())) if "/" in k and k != "per_timestep"]
         dh = "<th>group</th><th>n</th><th>members</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in keys)
         db = ""
         for how in ("median", "quartiles"):
@@ -301,7 +301,7 @@ def write_membership_report(ms: mia.MembershipScores, ids: list[str], summary: d
         w.writeheader()
         w.writerows(rows)
     items = JsonlWriter(out / "items.jsonl", resume=False)
-    stats = {(a, mk): -ms.scores(a, mk) for a in ms.powered for mk in ms.masks}
+    stats = {(a, mk): -ms.scores(a, mk) for a in ms.attacks for mk in ms.mask_names}
     for i, key in enumerate(ids):
         row = {"key": key, "status": "ok", "member": int(ms.labels[i]),
                "log_volume": None if not np.isfinite(ms.log_volume[i]) else float(ms.log_volume[i])}

@@ -47,7 +47,7 @@ MASKS = ("none", "pullback", "random")
 
 __all__ = [
     "ATTACKS", "DEFAULT_POWERS", "MASKS", "MIAConfig", "ResidualScorer", "MembershipScores", "paper_protocol",
-    "honest_protocol", "stratified_split", "distortion_split",
+    "honest_protocol", "stratified_split", "distortion_split", "ScoreTable", "evaluate", "distortion_report",
 ]
 
 
@@ -229,6 +229,14 @@ class MembershipScores:
     masks: Mapping[str, np.ndarray]
     log_volume: np.ndarray
 
+    @property
+    def attacks(self) -> tuple[str, ...]:
+        return tuple(self.powered)
+
+    @property
+    def mask_names(self) -> tuple[str, ...]:
+        return tuple(self.masks)
+
     def scores(self, attack: str, mask: str = "none") -> np.ndarray:
         """Membership scores ``-S = -sum_k m_k |r_k|^p`` ``[N, T]`` (higher = member)."""
         if attack not in self.powered:
@@ -251,6 +259,52 @@ class MembershipScores:
             masks["random"] = random_keep_mask(len(labels), d, drop, seed=seed)
         lv = np.full(len(labels), np.nan) if log_volume is None else np.asarray(log_volume, dtype=np.float64)
         return MembershipScores(labels, tuple(timesteps), dict(powered), masks, lv)
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """Precomputed membership scores (e.g. read back from ``items.jsonl``); evaluates like MembershipScores.
+
+    Attributes:
+        labels: ``[N]``; timesteps: ``[T]``; table: ``{(attack, mask): scores [N, T]}``; log_volume: ``[N]``.
+    """
+
+    labels: np.ndarray
+    timesteps: tuple[int, ...]
+    table: Mapping[tuple[str, str], np.ndarray]
+    log_volume: np.ndarray
+
+    @property
+    def attacks(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(a for a, _ in self.table))
+
+    @property
+    def mask_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for _, m in self.table))
+
+    def scores(self, attack: str, mask: str = "none") -> np.ndarray:
+        try:
+            return self.table[(attack, mask)]
+        except KeyError:
+            raise ValueError(f"no scores for attack {attack!r} with mask {mask!r}") from None
+
+    @staticmethod
+    def from_items(path) -> "ScoreTable":
+        """Read an audit's ``items.jsonl`` (rows with ``member``, ``log_volume`` and ``S/<attack>/<mask>``)."""
+        import json
+
+        rows = [json.loads(x) for x in open(path) if x.strip()]
+        rows = [r for r in rows if r.get("status", "ok") == "ok"]
+        if not rows:
+            raise ValueError(f"{path} has no scored rows")
+        keys = [k for k in rows[0] if k.startswith("S/")]
+        ts = tuple(int(t) for t in rows[0][keys[0]])
+        table = {}
+        for k in keys:
+            _, a, m = k.split("/")
+            table[(a, m)] = -np.array([[r[k][str(t)] for t in ts] for r in rows], dtype=np.float64)
+        lv = np.array([np.nan if r.get("log_volume") is None else r["log_volume"] for r in rows], dtype=np.float64)
+        return ScoreTable(np.array([r["member"] for r in rows], dtype=np.int64), ts, table, lv)
 
 
 def _per_t_auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -315,14 +369,14 @@ def distortion_split(log_volume: np.ndarray, how: str = "quartiles") -> list[tup
     raise ValueError(f"how must be median|quartiles, got {how!r}")
 
 
-def evaluate(ms: MembershipScores, *, calib_fraction: float = 0.5, seed: int = 0) -> dict:
+def evaluate(ms: MembershipScores | ScoreTable, *, calib_fraction: float = 0.5, seed: int = 0) -> dict:
     """The summary: per attack, per mask, per protocol metrics; plus the distortion split."""
     cal, ev = stratified_split(ms.labels, calib_fraction, seed)
     out: dict = {"attacks": {}, "n_members": int(ms.labels.sum()), "n_nonmembers": int((1 - ms.labels).sum()),
                  "timesteps": list(ms.timesteps), "calib_fraction": calib_fraction}
-    for a in ms.powered:
+    for a in ms.attacks:
         out["attacks"][a] = {}
-        for mk in ms.masks:
+        for mk in ms.mask_names:
             s = ms.scores(a, mk)
             out["attacks"][a][mk] = {"paper": paper_protocol(s, ms.labels, ms.timesteps),
                                      "honest": honest_protocol(s, ms.labels, ms.timesteps, cal, ev)}
@@ -331,8 +385,10 @@ def evaluate(ms: MembershipScores, *, calib_fraction: float = 0.5, seed: int = 0
     return out
 
 
-def distortion_report(ms: MembershipScores) -> dict:
-    """AUROC per log-volume group (median and quartiles) at each attack's whole-set best timestep."""
+def distortion_report(ms: MembershipScores | ScoreTable) -> dict:
+    """AUROC per log-volume group (median and quartiles): at each attack's whole-set best timestep
+    (``"<attack>/<mask>"``) and at every timestep (``per_timestep["<attack>/<mask>"]``), since the best
+    timestep may be saturated (AUROC ~ 1 in every group)."""
     rep: dict = {"log_volume": {
         "members_mean": float(ms.log_volume[ms.labels == 1].mean()),
         "nonmembers_mean": float(ms.log_volume[ms.labels == 0].mean()),
@@ -345,10 +401,13 @@ def distortion_report(ms: MembershipScores) -> dict:
             y = ms.labels[idx]
             g = {"n": int(len(idx)), "n_members": int(y.sum()),
                  "log_volume_range": [float(ms.log_volume[idx].min()), float(ms.log_volume[idx].max())]}
-            for a in ms.powered:
-                for mk in ms.masks:
+            ok = 0 < y.sum() < len(y)
+            g["per_timestep"] = {}
+            for a in ms.attacks:
+                for mk in ms.mask_names:
                     s = ms.scores(a, mk)
                     j = int(np.argmax(_per_t_auroc(s, ms.labels)))
-                    g[f"{a}/{mk}"] = roc.auroc(s[idx, j], y) if 0 < y.sum() < len(y) else None
+                    g[f"{a}/{mk}"] = roc.auroc(s[idx, j], y) if ok else None
+                    g["per_timestep"][f"{a}/{mk}"] = [roc.auroc(s[idx, jj], y) for jj in range(s.shape[1])] if ok else None
             rep[how][name] = g
     return rep
