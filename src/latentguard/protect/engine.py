@@ -449,10 +449,10 @@ def _gradient(p: Protection, x: torch.Tensor, delta: torch.Tensor, ctxs, tiles, 
               generator) -> torch.Tensor:
     vaes = p.vaes
     d = delta.detach().requires_grad_(True)
-    x_adv = (x + d).clamp(0.0, 1.0)
     total = torch.zeros_like(x)
     scale = 1.0 / (len(vaes) * len(tiles) * p.eot_samples)
     for _ in range(p.eot_samples):
+        x_adv = (x + d).clamp(0.0, 1.0)
         xt = x_adv
         if p.transforms:
             k = int(randint(len(p.transforms), (), generator, x.device)) if len(p.transforms) > 1 else 0
