@@ -1,0 +1,59 @@
+"""``latentguard bench CONFIG.toml --out DIR [--resume]`` and ``latentguard report DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from latentguard.cli import add_common_args
+
+    p = subparsers.add_parser(
+        "bench", help="run a benchmark matrix (protections x budgets x models x edits x purifications)",
+        description="Run the matrix declared in CONFIG.toml (see examples/pca_table.toml) and write results.jsonl, "
+                    "summary.csv, table.md, plots/, grids/, report.html and run.json into --out.",
+    )
+    p.add_argument("config", metavar="CONFIG.toml", help="benchmark config (TOML)")
+    add_common_args(p, out=True, model=False)
+    for a in p._actions:  # the config's [run] section owns these; the flags override it when given
+        if a.dest in ("device", "dtype", "seed"):
+            a.default = None
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run; finished cells are skipped")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_bench)
+
+    r = subparsers.add_parser("report", help="rebuild tables, plots, grids and report.html from a bench folder",
+                              description="Rebuild summary.csv, table.md, plots/, grids/ and report.html from "
+                                          "DIR/results.jsonl and DIR/run.json.")
+    r.add_argument("dir", metavar="DIR", help="a `latentguard bench` output folder")
+    r.set_defaults(func=_report)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from latentguard.evaluate.bench import BenchConfig, run_bench
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
+    cfg = BenchConfig.from_toml(args.config)
+    over = {k: getattr(args, k) for k in ("device", "dtype", "seed") if getattr(args, k) is not None}
+    if over:
+        cfg = dataclasses.replace(cfg, **over)
+    counts = run_bench(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+                       command="latentguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "latentguard bench")
+    out = Path(args.out)
+    print(f"{counts['ok']} cells ok, {counts['error']} failed, {counts['skipped']} already done; "
+          f"table: {out / 'table.md'}, report: {out / 'report.html'}")
+    return 0 if counts["error"] == 0 else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from latentguard.evaluate.report import build_report
+
+    info = build_report(args.dir)
+    print(f"{info['tables']} tables, {info['plots']} plots, {info['grids']} grids -> {Path(args.dir) / 'report.html'}")
+    return 0

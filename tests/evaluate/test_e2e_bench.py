@@ -1,0 +1,141 @@
+"""End to end: a tiny bench config on the bundled models through the CLI; every output file; resume."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from latentguard.cli import main
+
+TINY = """
+[run]
+name = "tiny"
+seed = 0
+device = "cpu"
+images = "samples"
+image_size = 32
+max_images = 2
+batch_size = 2
+metrics = ["psnr", "ssim", "embed-dist", "embed-fid", "embed-clip-score"]
+grid_images = 2
+targets = ["zoo:t2i"]
+
+[protect]
+methods = ["pca+", "random-noise", "none", "no-such-method"]
+budgets = ["8/255", "16/255"]
+steps = 3
+surrogates = ["zoo:vae-a"]
+
+[[edits]]
+kind = "recon"
+sample = false
+
+[[edits]]
+kind = "img2img"
+prompts = ["{caption}"]
+strength = 0.5
+steps = 2
+guidance = 3.0
+
+[[edits]]
+kind = "inpaint"
+prompts = ["add some snow"]
+
+[[purifications]]
+kind = "none"
+
+[[purifications]]
+kind = "jpeg"
+quality = [50]
+"""
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    from latentguard.zoo.registry import available
+
+    missing = {"vae-a", "t2i", "embed"} - set(available())
+    if missing:
+        pytest.skip(f"zoo weights not built: {', '.join(sorted(missing))}")
+    d = tmp_path_factory.mktemp("bench")
+    (d / "tiny.toml").write_text(TINY)
+    rc = main(["bench", str(d / "tiny.toml"), "--out", str(d / "out"), "--no-progress"])
+    return d, rc
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_outputs_exist_and_failures_are_recorded(bench_dir):
+    d, rc = bench_dir
+    out = d / "out"
+    assert rc == 1  # the unknown method's cells failed, and the run went on
+    for f in ("run.json", "results.jsonl", "summary.csv", "table.md", "tables.json", "report.html"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    assert any((out / "plots").glob("bars_*.png")) and any((out / "plots").glob("vs_eps_*.png"))
+    assert any((out / "plots").glob("vs_purification_*.png"))
+    grids = list((out / "grids").glob("*.png"))
+    assert grids
+    rows = _rows(out)
+    status = {r["status"] for r in rows}
+    assert status == {"ok", "error", "unavailable"}
+    errs = [r for r in rows if r["status"] == "error"]
+    assert errs and all(r["method"] == "no-such-method" for r in errs)
+    unav = [r for r in rows if r["status"] == "unavailable"]
+    assert unav and all(r["edit"].startswith("inpaint") for r in unav) and "inpaint" in unav[0]["reason"]
+    # methods x budgets ("none" once) x edits x purifications x images
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == (2 * 2 + 1) * 2 * 2 * 2
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "no-such-method" in html and "unavailable" in html
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["config"]["methods"] == ["pca+", "random-noise", "none", "no-such-method"]
+    assert manifest["standard_metrics"]["lpips"]["stand_in"] == "embed-dist"
+
+
+def test_table_rows_and_columns_match_config(bench_dir):
+    d, _ = bench_dir
+    out = d / "out"
+    md = (out / "table.md").read_text()
+    sections = re.split(r"^## ", md, flags=re.M)[1:]
+    titles = [s.splitlines()[0] for s in sections]
+    # edit families x purifications that ran (inpaint is unavailable on the zoo: no table)
+    assert len(titles) == 2 * 2
+    assert titles[0].startswith("recon-mean on zoo:t2i") and "purification none" in titles[0]
+    for sec in sections:
+        lines = [ln for ln in sec.splitlines() if ln.startswith("|")]
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        assert header == ["Method", "ε", "psnr ↓", "ssim ↓", "embed-dist ↑", "embed-fid ↑", "embed-clip-score ↓"]
+        labels = [ln.strip("|").split("|")[0].strip() for ln in lines[2:]]
+        assert labels == ["pca+ (ε=8/255)", "pca+ (ε=16/255)", "random noise (ε=8/255)", "random noise (ε=16/255)",
+                          "no protection"]
+    # the unprotected image's edit is the clean edit: PSNR hits the 100 dB cap, SSIM 1
+    none_line = next(ln for ln in sections[0].splitlines() if ln.startswith("| no protection"))
+    cells = [c.strip() for c in none_line.strip("|").split("|")]
+    assert cells[2] == "100.00" and cells[3] == "1.0000"
+
+
+def test_report_rebuilds_and_resume_skips_finished(bench_dir, capsys):
+    d, _ = bench_dir
+    out = d / "out"
+    (out / "table.md").unlink()
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "table.md").is_file() and (out / "report.html").is_file()
+    # refusing to overwrite without --resume
+    assert main(["bench", str(d / "tiny.toml"), "--out", str(out), "--no-progress"]) == 2
+    # simulate an interrupted run: drop the last ok rows, resume, and check only they are redone
+    rows = _rows(out)
+    keep = rows[:-3]
+    dropped = {r["key"] for r in rows[-3:] if r["status"] == "ok"}
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+    capsys.readouterr()
+    main(["bench", str(d / "tiny.toml"), "--out", str(out), "--no-progress", "--resume"])
+    msg = capsys.readouterr().out
+    new = _rows(out)[len(keep):]
+    redone_ok = {r["key"] for r in new if r["status"] == "ok"}
+    assert redone_ok == dropped, msg
+    assert all(r["status"] != "ok" or r["key"] in dropped for r in new)
