@@ -24,10 +24,12 @@ from latentguard.zoo import data as zdata
 # Architectures
 # ----------------------------------------------------------------------------------------------------
 VAE_CONFIGS = {
-    # SD-family KL autoencoder, factor 4, 4 latent channels, fully convolutional (no mid-block attention:
-    # a first build with SD's mid attention, trained on 64 px crops, lost 6 dB at 256 px).
+    # SD-family KL autoencoder, factor 4, 4 latent channels, fully convolutional. Two earlier builds with
+    # one channel per GroupNorm group (norm_num_groups=32 on 32 channels; with and without mid attention),
+    # trained on 64 px crops only, lost 5-7 dB between 64 px crops and full 256 px images; this build uses
+    # 16 groups and alternates 64 px and 128 px crops.
     "vae-a": dict(
-        block_out_channels=(32, 64, 128), layers_per_block=1, latent_channels=4, norm_num_groups=32,
+        block_out_channels=(32, 64, 128), layers_per_block=1, latent_channels=4, norm_num_groups=16,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
         mid_block_add_attention=False, sample_size=64,
     ),
@@ -69,7 +71,7 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "vae-a": Recipe("vae-a", "vae", seed=0, steps=5000, batch_size=32, lr=3e-4,
-                    extra={"photos": "nature:all", "crop": 64, "kl_weight": 1e-5, "l1_weight": 0.2}),
+                    extra={"photos": "nature:all", "crop": 64, "big_crop": 128, "kl_weight": 1e-5, "l1_weight": 0.2}),
     "vae-b": Recipe("vae-b", "vae", seed=1, steps=10000, batch_size=32, lr=3e-4, stop_at=4158,
                     extra={"photos": "nature:odd+sklearn", "crop": 64, "kl_weight": 1e-5, "l1_weight": 0.2}),
     "t2i": Recipe("t2i", "t2i", seed=2, steps=3600, batch_size=256, lr=3e-4,
@@ -181,7 +183,11 @@ def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
     vae = AutoencoderKL(**VAE_CONFIGS[recipe.name]).to(device)
-    crops = PhotoCrops(_photos(recipe.extra["photos"]), recipe.extra["crop"], device, recipe.seed)
+    photos = _photos(recipe.extra["photos"])
+    crops = PhotoCrops(photos, recipe.extra["crop"], device, recipe.seed)
+    big = recipe.extra.get("big_crop")
+    # every other step: crops of twice the side at a quarter of the batch (same pixels per step)
+    big_crops = PhotoCrops(photos, big, device, recipe.seed + 1) if big else None
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(out / "train_log.jsonl")
@@ -190,7 +196,10 @@ def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None
     last = min(steps, stop_at) if stop_at else steps
     for step in range(1, last + 1):
         _cosine_lr(opt, recipe.lr, step, steps)
-        x = crops.batch(recipe.batch_size) * 2 - 1
+        if big_crops is not None and step % 2 == 0:
+            x = big_crops.batch(max(1, recipe.batch_size * recipe.extra["crop"] ** 2 // big ** 2)) * 2 - 1
+        else:
+            x = crops.batch(recipe.batch_size) * 2 - 1
         post = vae.encode(x).latent_dist
         z = post.sample()
         rec = vae.decode(z).sample
