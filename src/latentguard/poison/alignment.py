@@ -16,8 +16,7 @@ paper; ``zoo:embed`` offline here):
     AD &= \\alpha D_{fea} + (1 - \\alpha) D_{stru}, \\quad \\alpha = 0.8.
 
 The structure term is quadratic in ``n``. It is computed exactly in ``block_size x block_size`` tiles
-(memory ``O(block^2 + n d)``, never the ``n x n`` matrix), using one matrix product per tile:
-``[u_i, v_i] . [u_j, -v_j] = u_i.u_j - v_i.v_j``. For very large ``n`` an unbiased sampled estimator with
+(memory ``O(block^2 + n d)``, never the ``n x n`` matrix). For very large ``n`` an unbiased sampled estimator with
 a normal-approximation confidence interval is available (``method="sampled"``).
 
 Per-pair contributions split AD exactly over the pairs (they sum to AD):
@@ -177,7 +176,8 @@ def _as_tensor(x: ArrayLike, name: str) -> torch.Tensor:
 
 def normalize_pairs(image_emb: ArrayLike, text_emb: ArrayLike, *, dtype: torch.dtype = torch.float32,
                     device: str | torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate and L2-normalise image and text embeddings (copies; inputs never mutated).
+    """Validate and L2-normalise image and text embeddings (inputs never mutated; rows that are already
+    unit vectors in ``dtype`` on ``device`` are used without a copy, which halves the memory at large n).
 
     Raises:
         ValueError: shapes differ, fewer than 2 pairs, non-finite values, or an all-zero row.
@@ -198,12 +198,26 @@ def normalize_pairs(image_emb: ArrayLike, text_emb: ArrayLike, *, dtype: torch.d
         norms = t.norm(dim=1, keepdim=True)
         if (norms == 0).any():
             raise ValueError(f"{name} has an all-zero row (index {int((norms[:, 0] == 0).nonzero()[0])}): cannot normalise")
-        out.append((t / norms).to(dtype))
+        if t.dtype == dtype and float((norms - 1).abs().max()) < 1e-6:
+            out.append(t)  # already unit rows: no copy (never written to)
+        else:
+            out.append((t / norms).to(dtype))
     return out[0], out[1]
 
 
 def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def _t_quantile(confidence: float, df: int) -> float:
+    """Two-sided Student-t quantile (normal when SciPy is missing or df is large)."""
+    if df >= 1000:
+        return _z(confidence)
+    try:
+        from scipy.stats import t
+    except ImportError:  # pragma: no cover - scipy ships with scikit-learn
+        return _z(confidence)
+    return float(t.ppf(0.5 + confidence / 2.0, df))
 
 
 def _check_alpha(alpha: float) -> float:
@@ -219,8 +233,8 @@ def structure_row_sums(u: torch.Tensor, v: torch.Tensor, *, block_size: int = 20
                        progress: bool = False) -> torch.Tensor:
     """Exact ``r_i = sum_{j != i} |u_i.u_j - v_i.v_j|`` for every ``i``, in tiles (float64 accumulation).
 
-    Only tiles on or above the block diagonal are computed (the matrix is symmetric); each tile is one
-    ``[b, 2d] x [2d, b]`` product of ``[u, v]`` with ``[u, -v]``. Peak extra memory: a few ``b x b`` tiles.
+    Only tiles on or above the block diagonal are computed (the matrix is symmetric); each tile is
+    ``U_I U_J^T - V_I V_J^T`` (one matmul and one fused ``addmm``). Peak extra memory: two ``b x b`` tiles.
 
     Args:
         u, v: normalised embeddings ``[n, d]`` (any float dtype; the products run in that dtype).
@@ -233,8 +247,6 @@ def structure_row_sums(u: torch.Tensor, v: torch.Tensor, *, block_size: int = 20
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     n = u.shape[0]
-    a = torch.cat([u, v], dim=1)
-    b = torch.cat([u, -v], dim=1)
     rows = torch.zeros(n, dtype=torch.float64, device=u.device)
     starts = list(range(0, n, block_size))
     total = len(starts) * (len(starts) + 1) // 2
@@ -245,10 +257,10 @@ def structure_row_sums(u: torch.Tensor, v: torch.Tensor, *, block_size: int = 20
         bar = tqdm(total=total, desc="AD structure", unit="tile", leave=False)
     for bi, i0 in enumerate(starts):
         i1 = min(i0 + block_size, n)
-        ai = a[i0:i1]
+        ui, vi = u[i0:i1], v[i0:i1]
         for j0 in starts[bi:]:
             j1 = min(j0 + block_size, n)
-            tile = (ai @ b[j0:j1].T).abs_()
+            tile = torch.addmm(ui @ u[j0:j1].T, vi, v[j0:j1].T, alpha=-1.0).abs_()
             if j0 == i0:
                 tile.fill_diagonal_(0.0)  # |u_i.u_i - v_i.v_i| = 0 exactly; drop rounding residue
                 rows[i0:i1] += tile.sum(1, dtype=torch.float64)
@@ -276,20 +288,26 @@ class SampledStructure:
 
 
 def structure_sampled(u: torch.Tensor, v: torch.Tensor, *, num_samples: int, confidence: float = 0.95,
-                      generator: torch.Generator | None = None, chunk: int = 1 << 16) -> SampledStructure:
+                      generator: torch.Generator | None = None, chunk: int = 1 << 14) -> SampledStructure:
     """Unbiased Monte-Carlo estimate of ``D_stru`` with a normal-approximation confidence interval.
 
     Let ``x_ij = |u_i.u_j - v_i.v_j|`` over ordered pairs ``i != j``; ``D_stru = (n-1)/n * E[x]`` with the
-    expectation uniform over ordered pairs. Two designs, both unbiased:
+    expectation uniform over ordered pairs, i.e. ``D_stru = (n-1)/n * mean_i m_i`` with ``m_i`` the mean
+    of row ``i`` over ``j != i``. Two designs, both unbiased:
 
-    * stratified by row (``num_samples >= 2n``): every ``i`` gets ``r = num_samples // n`` partners ``j``
-      drawn uniformly from the other ``n - 1`` (with replacement). The mean of the row means is unbiased
-      for ``E[x]``; its variance is ``sum_i s_i^2 / (n^2 r)`` with ``s_i^2`` the within-row sample
-      variance. The row means also give per-pair structure estimates for ranking.
+    * stratified by row (``num_samples >= 2n``): every row gets ``r = num_samples // n`` partners, in
+      two independent halves of ``r/2``. Rows are processed in ``C >= 32`` chunks; each chunk and half
+      draws its partners ``J`` uniformly from all ``n`` (shared by the chunk's rows, so one matrix
+      product ``U_I U_J^T - V_I V_J^T`` evaluates them: GEMM speed instead of gathers); the entries with
+      ``j = i`` are dropped. Given the surviving count, each row's partners are i.i.d. uniform over the
+      other rows, so each row mean ``\\hat m_i`` is unbiased. With ``S_c^{(h)}`` the sum of half ``h``'s
+      row means over chunk ``c``, the estimate is ``sum_c (S_c^{(0)} + S_c^{(1)}) / (2n)`` and its variance
+      is estimated without bias by ``sum_c (S_c^{(0)} - S_c^{(1)})^2 / (4 n^2)`` (chunks independent,
+      halves i.i.d. given the rows). The row means also give per-pair structure estimates for ranking.
     * i.i.d. ordered pairs (fewer samples than ``2n``): variance ``s^2 / m``; no per-row estimate.
 
-    Interval: ``estimate +- z * se`` (``z`` the normal quantile of ``confidence``), valid for large
-    sample counts by the central limit theorem.
+    Interval: ``estimate +- q * se``, ``q`` the Student-t quantile with one degree of freedom per chunk
+    (stratified) or the normal quantile (i.i.d.), valid for large sample counts by the central limit theorem.
     """
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2, got {num_samples}")
@@ -297,38 +315,49 @@ def structure_sampled(u: torch.Tensor, v: torch.Tensor, *, num_samples: int, con
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     n = u.shape[0]
     dev = u.device
-    a = torch.cat([u, v], dim=1)
-    b = torch.cat([u, -v], dim=1)
-
-    def _draw(i: torch.Tensor) -> torch.Tensor:
-        # j uniform over {0..n-1} \ {i}: offset in [1, n-1], modulo n
-        off = torch.randint(1, n, i.shape, generator=generator, device="cpu").to(dev)
-        j = (i + off) % n
-        return (a[i] * b[j]).sum(-1).abs_().double()
-
     scale = (n - 1) / n
     z = _z(confidence)
+
+    def _randint(lo: int, hi: int, size: int) -> torch.Tensor:
+        return torch.randint(lo, hi, (size,), generator=generator, device="cpu").to(dev)
+
     if num_samples >= 2 * n:
-        r = num_samples // n
-        rows_per_chunk = max(1, chunk // r)
+        r_half = (num_samples // n) // 2
+        r = 2 * r_half
+        rows_per_chunk = max(1, min(2048, math.ceil(n / 32), chunk // r_half))
         row_mean = torch.empty(n, dtype=torch.float64, device=dev)
-        row_var = torch.empty(n, dtype=torch.float64, device=dev)
+        total, var = 0.0, 0.0
         for i0 in range(0, n, rows_per_chunk):
             i1 = min(i0 + rows_per_chunk, n)
-            idx = torch.arange(i0, i1, device=dev).repeat_interleave(r)
-            x = _draw(idx).view(i1 - i0, r)
-            row_mean[i0:i1] = x.mean(1)
-            row_var[i0:i1] = x.var(1, correction=1)
-        mean = float(row_mean.mean())
-        var = float(row_var.sum()) / (n * n * r)
-        est, se = scale * mean, scale * math.sqrt(max(var, 0.0))
-        return SampledStructure(est, se, (est - z * se, est + z * se), n * r, r, row_mean)
+            rows = torch.arange(i0, i1, device=dev)
+            sums, counts, half_sums = [], [], []
+            for _ in range(2):
+                j = _randint(0, n, r_half)
+                x = torch.addmm(u[i0:i1] @ u[j].T, v[i0:i1], v[j].T, alpha=-1.0).abs_().double()
+                valid = rows[:, None] != j[None, :]
+                sm = (x * valid).sum(1)
+                ct = valid.sum(1).double()
+                sums.append(sm)
+                counts.append(ct)
+            # a row whose half lost every partner (all j = i; probability n^-r/2) borrows the other half's mean
+            m0 = torch.where(counts[0] > 0, sums[0] / counts[0].clamp_min(1), sums[1] / counts[1].clamp_min(1))
+            m1 = torch.where(counts[1] > 0, sums[1] / counts[1].clamp_min(1), m0)
+            row_mean[i0:i1] = (sums[0] + sums[1]) / (counts[0] + counts[1]).clamp_min(1)
+            s0, s1 = float(m0.sum()), float(m1.sum())
+            total += (s0 + s1) / 2
+            var += (s0 - s1) ** 2 / 4
+        mean = total / n
+        est, se = scale * mean, scale * math.sqrt(var) / n
+        n_chunks = math.ceil(n / rows_per_chunk)
+        zt = _t_quantile(confidence, n_chunks)  # the variance estimate has one degree of freedom per chunk
+        return SampledStructure(est, se, (est - zt * se, est + zt * se), n * r, r, row_mean)
     m = int(num_samples)
     total, total_sq, done = 0.0, 0.0, 0
     while done < m:
         k = min(chunk, m - done)
-        i = torch.randint(0, n, (k,), generator=generator, device="cpu").to(dev)
-        x = _draw(i)
+        i = _randint(0, n, k)
+        j = (i + _randint(1, n, k)) % n  # uniform over j != i
+        x = ((u[i] * u[j]).sum(-1) - (v[i] * v[j]).sum(-1)).abs_().double()
         total += float(x.sum())
         total_sq += float((x * x).sum())
         done += k
@@ -367,7 +396,7 @@ def alignment_difficulty(
             estimate of the structure term with an interval), or ``"auto"`` (exact up to 20,000 pairs).
         block_size: tile side of the exact computation.
         num_samples: ordered pairs the sampler evaluates (default ``max(200 n, 10^6)`` capped at ``10^8``;
-            ``>= 2n`` gives per-pair estimates).
+            ``>= 2n`` gives per-pair estimates; rounded down to an even number of partners per row).
         confidence: level of the sampled confidence interval.
         seed: sampler seed (``None``: torch's global RNG).
         dtype: dtype of the dot products (``torch.float64`` for bit-level checks; accumulation is float64).
@@ -393,7 +422,8 @@ def alignment_difficulty(
     n = u.shape[0]
     if method == "auto":
         method = "exact" if n <= 20_000 else "sampled"
-    cos = (u.double() * v.double()).sum(1).cpu().numpy()
+    step = 1 << 16  # chunked: no float64 copy of the whole embedding matrices
+    cos = torch.cat([(u[i : i + step].double() * v[i : i + step].double()).sum(1) for i in range(0, n, step)]).cpu().numpy()
     sim = scaled_similarity(cos, sim_offset, sim_scale)
     feature = float(np.mean(1.0 - sim))
     if method == "exact":
