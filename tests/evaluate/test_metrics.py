@@ -93,6 +93,17 @@ def test_frechet_distance_properties():
         M.frechet_distance(a[:1], b)
 
 
+@pytest.mark.parametrize("n,m,d", [(50, 40, 6), (5, 7, 12)])
+def test_frechet_matches_sqrtm_reference(n, m, d):
+    from scipy import linalg
+
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(size=(n, d)), rng.normal(loc=0.3, scale=1.5, size=(m, d))
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ref = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * np.real(linalg.sqrtm(ca @ cb)))
+    assert M.frechet_distance(a, b) == pytest.approx(ref, rel=1e-6, abs=1e-6)
+
+
 class _FakeEmbedder:
     """Mean colour as a 3-d 'embedding' (unit-normalised)."""
 
