@@ -52,7 +52,8 @@ def test_attack_respects_budget_raises_loss_and_does_not_mutate(tiny_vae):
     x0 = x.clone()
     req = [p.requires_grad for p in tiny_vae.parameters()]
     eps = 8 / 255
-    adv = reconstruction_attack(tiny_vae, x, eps=eps, steps=5, generator=torch.Generator().manual_seed(0))
+    adv = reconstruction_attack(tiny_vae, x, eps=eps, steps=5, perceptual="grad-ssim", perceptual_weight=0.1,
+                                generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, x0)
     assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():
@@ -66,7 +67,7 @@ def test_attack_respects_budget_raises_loss_and_does_not_mutate(tiny_vae):
 
 def test_decoder_bit_identical_encoder_changed_input_untouched(tiny_vae, make_crops):
     before = {k: v.clone() for k, v in tiny_vae.model.state_dict().items()}
-    res = harden(tiny_vae, make_crops(), SRLConfig(**TINY), progress=False)
+    res = harden(tiny_vae, make_crops(), SRLConfig(**TINY, perceptual="grad-ssim"), progress=False)
     after = res.vae.model.state_dict()
     dec_keys = [k for k in after if k.startswith(("decoder.", "post_quant_conv."))]
     enc_keys = [k for k in after if k.startswith(("encoder.", "quant_conv."))]

@@ -20,7 +20,7 @@ _HELP = {
     "attack_steps": "PGD iterations per batch",
     "attack_alpha": "PGD step size (default 2.5*eps/steps)",
     "attack_random_start": "start PGD from U(-eps, eps)",
-    "perceptual": "perceptual term: grad-ssim (weight-free LPIPS stand-in) | none",
+    "perceptual": "perceptual term: none (MSE only) | grad-ssim (weight-free LPIPS stand-in)",
     "attack_perceptual_weight": "lambda of the perceptual term in the attack objective",
     "recon_perceptual_weight": "lambda of the perceptual term in the outer reconstruction loss",
     "kl_weight": "weight of the KL to N(0,I) on perturbed inputs",
