@@ -1,7 +1,8 @@
 """Privacy benchmarks: pullback estimator accuracy/speed, and the membership audit of zoo:t2i-members.
 
     PYTHONPATH=src python benchmarks/bench_privacy.py estimators [--out benchmarks/results/privacy_pullback.json]
-    PYTHONPATH=src python benchmarks/bench_privacy.py audit --n 200 [--out benchmarks/results/privacy_mia.json]
+    PYTHONPATH=src python benchmarks/bench_privacy.py audit --n 200 --timesteps 10,50,100,200,300,500 \
+        [--workdir /tmp/latentguard_bench_privacy] [--out benchmarks/results/privacy_mia.json] [--reevaluate]
 
 * ``estimators``: on zoo:vae-a at 16x16 (latent 4x4x4, d=64, the explicit Jacobian is cheap) and 32x32
   (8x8x4, d=256) Fashion-MNIST images: relative error of the randomised top-k singular values and of the
@@ -84,6 +85,13 @@ def audit(args) -> dict:
     from latentguard.cli import main
 
     work = Path(args.workdir)
+    if args.reevaluate:  # recompute the summary from a finished run's items.jsonl (same scores, newer report)
+        from latentguard.privacy import mia
+
+        prev = json.loads(Path(args.out or ROOT / "benchmarks/results/privacy_mia.json").read_text())
+        summ = mia.evaluate(mia.ScoreTable.from_items(work / "items.jsonl"), calib_fraction=prev.get("calib_fraction", 0.5))
+        keep = {k: prev[k] for k in ("command", "wall_s", "timing_s", "config") if k in prev}
+        return {**keep, **summ, "reevaluated_from": str(work / "items.jsonl")}
     cmd = ["audit", "membership", "--model", "zoo:t2i-members", "--n-members", str(args.n), "--n-nonmembers",
            str(args.n), "--attacks", args.attacks, "--timesteps", args.timesteps, "--mask", "pullback",
            "--threads", "1", "--device", "cpu", "--seed", "0", "--out", str(work)]
@@ -104,6 +112,7 @@ def main_() -> None:
     ap.add_argument("--attacks", default="loss,pia,secmi,sima")
     ap.add_argument("--timesteps", default="10,50,100,200,300")
     ap.add_argument("--workdir", default="/tmp/latentguard_bench_privacy")
+    ap.add_argument("--reevaluate", action="store_true", help="audit: re-evaluate --workdir/items.jsonl, no new run")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.part == "estimators":
