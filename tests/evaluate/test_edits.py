@@ -90,3 +90,24 @@ def test_build_edits_expands_pca_prompts():
     assert [e.name for e in rec] == ["recon-mean", "recon-sample"]
     with pytest.raises(ValueError, match="unknown img2img"):
         E.build_edits({"kind": "img2img", "strenght": 0.5}, "zoo:t2i", cache)
+
+
+def test_target_specs():
+    assert E.parse_target("zoo:t2i") == ("zoo:t2i", None)
+    assert E.parse_target("zoo:t2i[vae=zoo:vae-a-srl]") == ("zoo:t2i", "zoo:vae-a-srl")
+    assert E.target_spec({"model": "zoo:t2i", "vae": "zoo:vae-b"}) == "zoo:t2i[vae=zoo:vae-b]"
+    assert E.target_spec({"model": "zoo:t2i"}) == "zoo:t2i"
+    with pytest.raises(ValueError, match="target table"):
+        E.target_spec({"vae": "zoo:vae-b"})
+    with pytest.raises(ValueError, match="target"):
+        E.parse_target("")
+
+
+def test_swapped_vae_target_uses_that_vae():
+    from latentguard.zoo.registry import available
+
+    if not {"t2i", "vae-a", "vae-b"} <= set(available()):
+        pytest.skip("zoo weights not built: t2i, vae-a, vae-b")
+    cache = E.ModelCache()
+    v = cache.vae("zoo:t2i[vae=zoo:vae-b]")
+    assert v.spec == "zoo:vae-b" and cache.vae("zoo:t2i").spec == "zoo:t2i"

@@ -47,6 +47,7 @@ from latentguard.evaluate.edits import (
     build_edits,
     caption_for,
     image_seed,
+    target_spec,
 )
 from latentguard.evaluate.metrics import METRICS, STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
@@ -181,7 +182,7 @@ class BenchConfig:
             budgets=tuple(parse_budget(b) for b in budgets),
             steps=prot.get("steps", 40),
             surrogates=tuple(_as_list(prot.get("surrogates"), "protect.surrogates")),
-            targets=tuple(_as_list(targets, "targets")),
+            targets=tuple(target_spec(t) for t in _as_list(targets, "targets")),
             edits=tuple(dict(e) for e in _as_list(edits, "edits")),
             purifications=tuple(dict(p) for p in _as_list(purifs, "purifications")),
             method_params={k: dict(v) for k, v in dict(prot.get("params", {})).items()},

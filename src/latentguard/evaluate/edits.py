@@ -263,8 +263,36 @@ class Unavailable:
 EDIT_KINDS = ("recon", "img2img", "inpaint")
 
 
+_TARGET = re.compile(r"^(?P<model>.+?)\[vae=(?P<vae>[^\]]+)\]$")
+
+
+def parse_target(spec: str) -> tuple[str, str | None]:
+    """``"zoo:t2i[vae=zoo:vae-a-srl]"`` -> ``("zoo:t2i", "zoo:vae-a-srl")``; ``"zoo:t2i"`` -> ``("zoo:t2i", None)``.
+
+    The bracket form runs a pipeline with another VAE swapped in (e.g. a hardened one).
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"target must be a non-empty model spec, got {spec!r}")
+    m = _TARGET.match(spec.strip())
+    return (m["model"], m["vae"]) if m else (spec.strip(), None)
+
+
+def target_spec(value: Any) -> str:
+    """A config target (a spec string, or a table ``{model = ..., vae = ...}``) as its canonical string."""
+    if isinstance(value, dict):
+        extra = set(value) - {"model", "vae"}
+        if "model" not in value or extra:
+            raise ValueError(f"a target table needs `model` (and optionally `vae`), got {sorted(value)}")
+        return f"{value['model']}[vae={value['vae']}]" if value.get("vae") else str(value["model"])
+    parse_target(value)
+    return value.strip()
+
+
 class ModelCache:
-    """Loads each target model once: its VAE (``load_vae``) and its pipelines (``load_pipeline``)."""
+    """Loads each target model once: its VAE (``load_vae``) and its pipelines (``load_pipeline``).
+
+    Targets are spec strings; ``MODEL[vae=VAE]`` uses ``VAE`` for the reconstruction and inside the pipeline.
+    """
 
     def __init__(self, device: torch.device | str = "cpu", dtype: str | torch.dtype | None = None) -> None:
         from latentguard.core.runtime import resolve_device
@@ -275,11 +303,13 @@ class ModelCache:
         self._errors: dict[tuple[str, str], str] = {}
 
     def vae(self, spec: str) -> LatentVAE:
-        if spec not in self._vaes:
+        model, vae = parse_target(spec)
+        key = vae or model
+        if key not in self._vaes:
             from latentguard.models import load_vae
 
-            self._vaes[spec] = load_vae(spec, device=self.device, dtype=self.dtype)
-        return self._vaes[spec]
+            self._vaes[key] = load_vae(key, device=self.device, dtype=self.dtype)
+        return self._vaes[key]
 
     def pipeline(self, spec: str, kind: str) -> Any:
         """The pipeline, or raise :class:`EditUnavailable` with the loader's reason (remembered)."""
@@ -294,7 +324,8 @@ class ModelCache:
             except Exception:  # noqa: BLE001 - the pipeline loader reports the problem itself
                 vae = None
             try:
-                self._pipes[key] = load_pipeline(spec, kind=kind, device=self.device, dtype=self.dtype, vae=vae)
+                self._pipes[key] = load_pipeline(parse_target(spec)[0], kind=kind, device=self.device,
+                                                 dtype=self.dtype, vae=vae)
             except (ModelLoadError, ValueError, OSError) as exc:
                 self._errors[key] = f"{spec} has no {kind} pipeline ({exc})"
                 raise EditUnavailable(self._errors[key]) from exc
