@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/bench_poison_ad.py [--n 1000000] [--dim 256] [--device cpu]
         [--exact-n 10000,20000] [--exact-full] [--num-samples 10000000] [--out benchmarks/results/poison_ad_cpu.json]
 
-Data: ``n`` random pairs, ``u ~ N(0, I)`` and ``v = u + N(0, I)`` (so image-text cosines spread around 0.7),
+Data: ``n`` random pairs, ``u ~ N(0, I)`` and ``v = u + 3 N(0, I)`` (image-text cosines around 0.32, so s_i spreads),
 both L2-normalised, float32, generated in chunks by a seeded generator. Each measurement runs in a fresh
 subprocess so its peak memory is its own: ``peak_rss_mb`` (ru_maxrss), ``embeddings_mb`` (the two input
 matrices, which any method must hold), ``extra_peak_mb`` = peak minus RSS after the data was built
@@ -46,7 +46,7 @@ def make_pairs(n: int, dim: int, seed: int, device):
     step = 1 << 16
     for i in range(0, n, step):
         a = torch.randn(min(step, n - i), dim, generator=g)
-        b = a + torch.randn(a.shape, generator=g)
+        b = a + 3.0 * torch.randn(a.shape, generator=g)
         u[i : i + len(a)] = torch.nn.functional.normalize(a, dim=1).to(device)
         v[i : i + len(a)] = torch.nn.functional.normalize(b, dim=1).to(device)
     return u, v

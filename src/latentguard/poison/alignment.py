@@ -190,12 +190,16 @@ def normalize_pairs(image_emb: ArrayLike, text_emb: ArrayLike, *, dtype: torch.d
         raise ValueError(f"image_emb needs at least 2 pairs, got {u.shape[0]}")
     dev = torch.device(device) if device is not None else u.device
     out = []
+    step = 8192  # row chunks: validation never allocates a full-size temporary
     for name, t in (("image_emb", u), ("text_emb", v)):
         work = torch.float64 if (dtype == torch.float64 or t.dtype == torch.float64) else torch.float32
         t = t.to(device=dev, dtype=work)
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{name} has non-finite values")
-        norms = t.norm(dim=1, keepdim=True)
+        norms = torch.empty(t.shape[0], 1, dtype=work, device=dev)
+        for i in range(0, t.shape[0], step):
+            c = t[i : i + step]
+            if not bool(torch.isfinite(c).all()):
+                raise ValueError(f"{name} has non-finite values")
+            norms[i : i + step] = c.norm(dim=1, keepdim=True)
         if (norms == 0).any():
             raise ValueError(f"{name} has an all-zero row (index {int((norms[:, 0] == 0).nonzero()[0])}): cannot normalise")
         if t.dtype == dtype and float((norms - 1).abs().max()) < 1e-6:
@@ -203,6 +207,14 @@ def normalize_pairs(image_emb: ArrayLike, text_emb: ArrayLike, *, dtype: torch.d
         else:
             out.append((t / norms).to(dtype))
     return out[0], out[1]
+
+
+def pair_cosines(u: torch.Tensor, v: torch.Tensor, step: int = 8192) -> np.ndarray:
+    """``u_i . v_i`` per row, chunked batched dot products (no ``n x d`` temporary; float64 result)."""
+    out = torch.empty(u.shape[0], dtype=torch.float64, device=u.device)
+    for i in range(0, u.shape[0], step):
+        out[i : i + step] = torch.bmm(u[i : i + step, None, :], v[i : i + step, :, None]).view(-1)
+    return out.cpu().numpy()
 
 
 def _z(confidence: float) -> float:
@@ -255,19 +267,24 @@ def structure_row_sums(u: torch.Tensor, v: torch.Tensor, *, block_size: int = 20
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc="AD structure", unit="tile", leave=False)
+    bufs: dict[tuple[int, int], torch.Tensor] = {}  # reused tiles: no allocator churn at large n
     for bi, i0 in enumerate(starts):
         i1 = min(i0 + block_size, n)
         ui, vi = u[i0:i1], v[i0:i1]
         for j0 in starts[bi:]:
             j1 = min(j0 + block_size, n)
-            tile = torch.addmm(ui @ u[j0:j1].T, vi, v[j0:j1].T, alpha=-1.0).abs_()
+            shape = (i1 - i0, j1 - j0)
+            if shape not in bufs:
+                bufs[shape] = torch.empty(shape, dtype=u.dtype, device=u.device)
+            tile = bufs[shape]
+            torch.matmul(ui, u[j0:j1].T, out=tile)
+            tile.addmm_(vi, v[j0:j1].T, alpha=-1.0).abs_()
             if j0 == i0:
                 tile.fill_diagonal_(0.0)  # |u_i.u_i - v_i.v_i| = 0 exactly; drop rounding residue
                 rows[i0:i1] += tile.sum(1, dtype=torch.float64)
             else:
                 rows[i0:i1] += tile.sum(1, dtype=torch.float64)
                 rows[j0:j1] += tile.sum(0, dtype=torch.float64)
-            del tile
             if bar is not None:
                 bar.update(1)
     if bar is not None:
@@ -422,8 +439,7 @@ def alignment_difficulty(
     n = u.shape[0]
     if method == "auto":
         method = "exact" if n <= 20_000 else "sampled"
-    step = 1 << 16  # chunked: no float64 copy of the whole embedding matrices
-    cos = torch.cat([(u[i : i + step].double() * v[i : i + step].double()).sum(1) for i in range(0, n, step)]).cpu().numpy()
+    cos = pair_cosines(u, v)
     sim = scaled_similarity(cos, sim_offset, sim_scale)
     feature = float(np.mean(1.0 - sim))
     if method == "exact":
