@@ -57,13 +57,14 @@ def image_seed(seed: int, image_id: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(image_id.encode())) % (2**31)
 
 
-def _generators(seeds: Sequence[int] | None, n: int, device: torch.device) -> list[torch.Generator]:
+def _generators(seeds: Sequence[int] | None, n: int, device: torch.device | None = None) -> list[torch.Generator]:
+    """One CPU generator per image: the noise is drawn on the CPU and moved, so an edit draws the same noise on
+    every device (a CUDA generator would give other numbers for the same seed)."""
     if seeds is None:
         seeds = list(range(n))
     if len(seeds) != n:
         raise ValueError(f"need one seed per image, got {len(seeds)} for {n} images")
-    gen_device = "cpu" if device.type == "mps" else device
-    return [torch.Generator(device=gen_device).manual_seed(int(s)) for s in seeds]
+    return [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -120,8 +121,9 @@ class VAEReconstruction:
         x, size = pad_to_multiple(images.to(dev, self.vae.dtype), self.vae.info.downsample_factor)
         mean, logvar = self.vae.encode(x)
         if self.sample:
-            gens = _generators(seeds, len(images), dev)
-            z = torch.cat([self.vae.sample(mean[i:i + 1], logvar[i:i + 1], g) for i, g in enumerate(gens)])
+            gens = _generators(seeds, len(images))
+            noise = torch.cat([torch.randn((1, *mean.shape[1:]), generator=g) for g in gens])
+            z = mean + torch.exp(0.5 * logvar) * noise.to(mean.device, mean.dtype)
         else:
             z = mean
         return crop_back(self.vae.decode(z).clamp(0, 1), size).float().cpu()
