@@ -139,3 +139,48 @@ def test_report_rebuilds_and_resume_skips_finished(bench_dir, capsys):
     redone_ok = {r["key"] for r in new if r["status"] == "ok"}
     assert redone_ok == dropped, msg
     assert all(r["status"] != "ok" or r["key"] in dropped for r in new)
+
+
+class _FakeStandard:
+    """Stands for LPIPS/FID/CLIP with weights (none exist offline): checks the runner's wiring only."""
+
+    def __init__(self, device="cpu"):
+        pass
+
+    def lpips(self, a, b):
+        import torch
+
+        return (a - b).abs().flatten(1).mean(1).double()
+
+    def clip_score(self, images, texts):
+        import torch
+
+        return torch.full((len(images),), 0.25, dtype=torch.float64)
+
+    def fid(self, real, fake):
+        return float((real.mean() - fake.mean()).abs()) + 1.0
+
+
+def test_standard_metrics_wired_when_available(tmp_path, monkeypatch):
+    from latentguard.evaluate import bench as B
+    from latentguard.evaluate import metrics as M
+    from latentguard.zoo.registry import available
+
+    if "vae-a" not in available():
+        pytest.skip("zoo weights not built: vae-a")
+    status = {k: {"available": True, "reason": "fake", "stand_in": v}
+              for k, v in (("lpips", "embed-dist"), ("fid", "embed-fid"), ("clip-score", "embed-clip-score"))}
+    monkeypatch.setattr(B, "standard_metric_status", lambda: status)
+    monkeypatch.setattr(M, "StandardMetrics", _FakeStandard)
+    cfg = B.BenchConfig.from_dict({
+        "run": {"targets": ["zoo:vae-a"], "image_size": 32, "max_images": 2, "device": "cpu",
+                "metrics": ["psnr", "lpips", "fid", "clip-score"], "grid_images": 0},
+        "protect": {"methods": ["random-noise", "none"], "budgets": ["16/255"], "surrogates": ["zoo:vae-a"]},
+        "edits": [{"kind": "recon"}]})
+    B.run_bench(cfg, tmp_path / "o", progress=False)
+    rows = _rows(tmp_path / "o")
+    assert all(r["status"] == "ok" and {"lpips", "clip-score"} <= set(r["metrics"]) for r in rows)
+    md = (tmp_path / "o" / "table.md").read_text()
+    assert "| lpips ↑ | fid ↑ | clip-score ↓ |" in md.replace("psnr ↓ | ", "")
+    none_line = next(ln for ln in md.splitlines() if ln.startswith("| no protection"))
+    assert none_line.split("|")[5].strip() == "1.00"  # fake FID of identical sets

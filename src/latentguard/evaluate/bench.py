@@ -361,6 +361,7 @@ class _Ctx:
     writer: Any
     done: set
     std_status: dict
+    standard: Any = None
     n_ok: int = 0
     n_err: int = 0
     n_skip: int = 0
@@ -370,7 +371,8 @@ def cell_key(method: str, eps_label: str, surrogate: str, target: str, edit: str
     return "|".join((method, eps_label, surrogate, target, edit, purif, image))
 
 
-def _pair_metrics(names: Sequence[str], a: torch.Tensor, b: torch.Tensor, embedder: Any) -> dict[str, list[float]]:
+def _pair_metrics(names: Sequence[str], a: torch.Tensor, b: torch.Tensor, embedder: Any,
+                  standard: Any = None) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     if "psnr" in names:
         out["psnr"] = psnr(a, b).tolist()
@@ -379,6 +381,8 @@ def _pair_metrics(names: Sequence[str], a: torch.Tensor, b: torch.Tensor, embedd
         out["ssim"] = ssim(a, b, kernel_size=win - (1 - win % 2)).tolist()
     if "embed-dist" in names and embedder is not None:
         out["embed-dist"] = embed_dist(embedder, a, b).tolist()
+    if "lpips" in names and standard is not None:
+        out["lpips"] = standard.lpips(a, b).tolist()
     return out
 
 
@@ -420,9 +424,11 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
         if m in STANDARD_METRICS and not std[m]["available"]:
             raise ValueError(f"metric {m!r} is unavailable here: {std[m]['reason']}; "
                              f"use its labelled stand-in {std[m]['stand_in']!r}")
-        if m in STANDARD_METRICS:
-            raise ValueError(f"metric {m!r}: the standard-weights path is not wired into the runner yet; "
-                             f"use {std[m]['stand_in']!r}")
+    standard = None
+    if any(m in STANDARD_METRICS for m in cfg.metrics):
+        from latentguard.evaluate.metrics import StandardMetrics
+
+        standard = StandardMetrics(device)
     embedder = None
     if any(METRICS[m].stands_in_for for m in cfg.metrics):
         from latentguard.models import load_embedder
@@ -435,7 +441,7 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
     })
     writer = JsonlWriter(out / "results.jsonl", resume=resume)
     ctx = _Ctx(cfg, out, ModelCache(device, cfg.dtype), embedder, writer,
-               writer.done_keys() if resume else set(), std)
+               writer.done_keys() if resume else set(), std, standard)
     prot_cells = [(m, e, s) for m in cfg.methods for e in (cfg.budgets if m != "none" else [(0.0, "0")])
                   for s in cfg.surrogates]
     from tqdm.auto import tqdm
@@ -639,9 +645,9 @@ def _run_target(ctx: _Ctx, base: dict, pslug: str, target: str, batch: list[Benc
 def _score(ctx: _Ctx, edit: Any, batch: list[BenchImage], clean: torch.Tensor, ref: torch.Tensor,
            edited: torch.Tensor, caps: list[str]) -> list[dict]:
     names = ctx.cfg.metrics
-    vs_ref = _pair_metrics(names, edited, ref, ctx.embedder)
-    vs_input = _pair_metrics(names, edited, clean, ctx.embedder)
-    ref_vs_input = _pair_metrics(names, ref, clean, ctx.embedder)
+    vs_ref = _pair_metrics(names, edited, ref, ctx.embedder, ctx.standard)
+    vs_input = _pair_metrics(names, edited, clean, ctx.embedder, ctx.standard)
+    ref_vs_input = _pair_metrics(names, ref, clean, ctx.embedder, ctx.standard)
     texts = [_text_for(edit, c) for c in caps]
     clip_p = clip_r = None
     if "embed-clip-score" in names and ctx.embedder is not None:
@@ -649,6 +655,10 @@ def _score(ctx: _Ctx, edit: Any, batch: list[BenchImage], clean: torch.Tensor, r
 
         clip_p = embed_clip_score(ctx.embedder, edited, texts).tolist()
         clip_r = embed_clip_score(ctx.embedder, ref, texts).tolist()
+    std_p = std_r = None
+    if "clip-score" in names and ctx.standard is not None:
+        std_p = ctx.standard.clip_score(edited, texts).tolist()
+        std_r = ctx.standard.clip_score(ref, texts).tolist()
     feats_p = feats_r = None
     if "embed-fid" in names and ctx.embedder is not None:
         feats_p, feats_r = _features(ctx.embedder, edited), _features(ctx.embedder, ref)
@@ -663,6 +673,9 @@ def _score(ctx: _Ctx, edit: Any, batch: list[BenchImage], clean: torch.Tensor, r
         if clip_p is not None:
             r["metrics"]["embed-clip-score"] = clip_p[k]
             r["clean_edit_clip"] = clip_r[k]
+        if std_p is not None:
+            r["metrics"]["clip-score"] = std_p[k]
+            r["clean_edit_clip_score"] = std_r[k]
         if feats_p is not None:
             r["features"] = {"edit_protected": feats_p[k], "edit_clean": feats_r[k]}
         rows.append(r)

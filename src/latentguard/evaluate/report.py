@@ -102,8 +102,37 @@ def _fid(rows: list[dict]) -> float:
     return frechet_distance(np.asarray(fc), np.asarray(fp))
 
 
-def summarize(rows: list[dict], metrics: list[str], by: tuple[str, ...]) -> list[dict]:
-    """Group ok rows by the fields ``by``; mean/std of every metric; ``embed-fid`` over the group's features."""
+_SET_CACHE: dict[tuple, float] = {}
+
+
+def _set_metric(metric: str, rows: list[dict], out_dir: Path | None) -> float:
+    """A set metric over a group: ``embed-fid`` from the stored features; ``fid`` (standard weights, when
+    available) from the stored PNGs of edit(clean) and edit(protected)."""
+    key = (metric, str(out_dir), tuple(sorted(r["key"] for r in rows)))
+    if key in _SET_CACHE:
+        return _SET_CACHE[key]
+    val = float("nan")
+    if metric == "embed-fid":
+        val = _fid(rows)
+    elif metric == "fid" and out_dir is not None and len(rows) >= 2:
+        import torch
+
+        from latentguard.evaluate.metrics import StandardMetrics
+        from latentguard.io import load_image
+
+        try:
+            real = torch.cat([load_image(out_dir / r["files"]["edit_clean"]) for r in rows])
+            fake = torch.cat([load_image(out_dir / r["files"]["edit_protected"]) for r in rows])
+            val = StandardMetrics().fid(real, fake)
+        except Exception:  # noqa: BLE001 - no weights / missing files: the cell shows "–"
+            val = float("nan")
+    _SET_CACHE[key] = val
+    return val
+
+
+def summarize(rows: list[dict], metrics: list[str], by: tuple[str, ...], out_dir: Path | None = None) -> list[dict]:
+    """Group ok rows by the fields ``by``; mean/std of every per-image metric; set metrics (``embed-fid``,
+    ``fid``) over the whole group."""
     groups: "OrderedDict[tuple, list[dict]]" = OrderedDict()
     for r in rows:
         if r.get("status") == "ok":
@@ -114,7 +143,7 @@ def summarize(rows: list[dict], metrics: list[str], by: tuple[str, ...]) -> list
         s["n"] = len(rs)
         for m in metrics:
             if METRICS[m].kind == "set":
-                s[m] = _fid(rs) if m == "embed-fid" else float("nan")
+                s[m] = _set_metric(m, rs, out_dir)
                 continue
             s[m], s[f"{m}_std"] = _stats([r["metrics"].get(m) for r in rs])
         for m in ("psnr", "ssim", "embed-dist"):
@@ -152,14 +181,14 @@ def method_label(method: str, eps_label: str, several_budgets: bool) -> str:
     return f"{method} (ε={eps_label})" if several_budgets else method
 
 
-def build_tables(cfg: dict, rows: list[dict]) -> list[dict]:
+def build_tables(cfg: dict, rows: list[dict], out_dir: Path | None = None) -> list[dict]:
     """Paper-style tables: ``[{"title", "surrogate", "target", "family", "purification", "columns", "rows"}]``.
 
     ``columns`` are ``["Method", "ε"] + [f"{metric} {arrow}" ...]`` in the config's metric order; ``rows``
     follow the config's method order (x budgets).
     """
     metrics = list(cfg.get("metrics", []))
-    fam = summarize(rows, metrics, FAMILY_KEYS)
+    fam = summarize(rows, metrics, FAMILY_KEYS, out_dir)
     several = len(cfg.get("budgets", [])) > 1
     order = _method_order(cfg, rows)
     surrogates = _ordered((s["surrogate"] for s in fam), cfg.get("surrogates", []))
@@ -254,7 +283,7 @@ def write_plots(out: Path, cfg: dict, rows: list[dict]) -> list[Path]:
     pdir = out / "plots"
     pdir.mkdir(exist_ok=True)
     metrics = list(cfg.get("metrics", []))
-    fam = summarize(rows, metrics, FAMILY_KEYS)
+    fam = summarize(rows, metrics, FAMILY_KEYS, out)
     if not fam:
         return []
     sg0 = _ordered((s["surrogate"] for s in fam), cfg.get("surrogates", []))[0]
@@ -490,9 +519,9 @@ def build_report(out_dir: str | Path) -> dict[str, Any]:
     if not cfg:
         raise ValueError(f"{out}/run.json has no config; it was not written by `latentguard bench`")
     metrics = list(cfg.get("metrics", []))
-    summary = summarize(rows, metrics, EDIT_KEYS)
+    summary = summarize(rows, metrics, EDIT_KEYS, out)
     write_summary_csv(out / "summary.csv", summary)
-    tables = build_tables(cfg, rows)
+    tables = build_tables(cfg, rows, out)
     (out / "table.md").write_text(tables_markdown(tables, cfg, manifest))
     (out / "tables.json").write_text(json.dumps(tables, indent=1, default=str))
     plots = write_plots(out, cfg, rows)
