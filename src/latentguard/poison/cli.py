@@ -88,11 +88,9 @@ def _cmd_poison(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UserError(f"{out} exists and is not empty (pass --overwrite to write into it)")
     ds, ps = _open_dataset(args.dataset, args.seed)
-    if ps is None:
-        ps = PairSet.from_dataset(ds, args.image_size, progress=True)
     if args.kind != "none" and (args.fraction is None) == (args.n_poison is None):
         raise UserError("give exactly one of --fraction and --n-poison")
-    known = sorted({c for c in ps.concepts if c is not None})
+    known = sorted({c for c in ds.concepts if c is not None})
     if args.kind != "none" and not known:
         raise UserError("the dataset has no 'concept' column: poisons need concept labels")
     plan: list[tuple[str, str]] = []
@@ -114,6 +112,8 @@ def _cmd_poison(args: argparse.Namespace) -> int:
         for c in (t, s):
             if c and c not in known:
                 raise UserError(f"unknown concept {c!r}; the dataset's concepts: {', '.join(known)}")
+    if ps is None:  # arguments checked: now read the images
+        ps = PairSet.from_dataset(ds, args.image_size, progress=True)
     kw = dict(n_poison=args.n_poison, fraction=args.fraction)
     stats_rows: list[dict] = []
     t0 = time.time()
