@@ -120,3 +120,18 @@ def test_tables_follow_config_order_and_dedupe(tmp_path):
     assert t["columns"] == ["Method", "ε", "psnr ↓"]
     assert [r["label"] for r in t["rows"]] == ["pca+", "no protection"]
     assert t["rows"][0]["values"]["psnr"] == pytest.approx(16.0)
+
+
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    from latentguard.cli import main
+
+    assert main(["bench", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.toml" in err[0]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[run]\ntargets = ["zoo:t2i"]\n[protect]\nmethods = ["none"]\nbudgets = ["16"]\n'
+                   'surrogates = ["zoo:vae-a"]\n[[edits]]\nkind = "recon"\n')
+    assert main(["bench", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "16/255, not 16" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.jsonl" in capsys.readouterr().err
