@@ -1,6 +1,7 @@
 """Privacy benchmarks: pullback estimator accuracy/speed, and the membership audit of zoo:t2i-members.
 
     PYTHONPATH=src python benchmarks/bench_privacy.py estimators [--out benchmarks/results/privacy_pullback.json]
+    PYTHONPATH=src python benchmarks/bench_privacy.py logvol-rank --n 8
     PYTHONPATH=src python benchmarks/bench_privacy.py audit --n 200 --timesteps 10,50,100,200,300,500 \
         [--workdir /tmp/latentguard_bench_privacy] [--out benchmarks/results/privacy_mia.json] [--reevaluate]
 
@@ -8,6 +9,8 @@
   (8x8x4, d=256) Fashion-MNIST images: relative error of the randomised top-k singular values and of the
   log-volume, mean |error| of the Hutchinson c_k, against the explicit Jacobian, for several settings; seconds
   per sample on 1 CPU thread.
+* ``logvol-rank``: on 2n zoo:t2i-members split images, Spearman correlation and bias of cheap log-volume
+  settings against a well-converged one (k=10, 20 oversampling, 5 power iterations).
 * ``audit``: ``latentguard audit membership`` on zoo:t2i-members with n members + n non-members drawn from the
   declared splits (seed 0); the audit folder goes to ``--workdir``, the summary (with the command, timings,
   and host) to ``--out``.
@@ -81,6 +84,36 @@ def estimators(args) -> dict:
     return out
 
 
+def logvol_rank(args) -> dict:
+    """Does a cheap log-volume estimate order samples like an accurate one? (the distortion split is rank-based)"""
+    from scipy.stats import spearmanr
+
+    from latentguard.models import load_vae
+    from latentguard.privacy import pullback as pb
+    from latentguard.privacy.audit import zoo_split_sets
+
+    vae = load_vae(args.vae)
+    mem, non, _ = zoo_split_sets("zoo:t2i-members", args.n, args.n, seed=1)
+    with torch.no_grad():
+        z, _ = vae.encode(torch.cat([mem.images, non.images]))
+    settings = {"crude": (10, 5, 1), "medium": (10, 10, 2), "reference": (10, 20, 5)}
+    lv, secs = {}, {}
+    for name, (k, os_, pi) in settings.items():
+        t0 = time.time()
+        s = pb.topk_singular_values(vae, z, k, oversample=os_, power_iters=pi, generator=torch.Generator().manual_seed(0))
+        secs[name] = round((time.time() - t0) / len(z), 2)
+        lv[name] = pb.log_volume(s).numpy()
+    out = {"vae": args.vae, "n_samples": int(len(z)), "samples": "zoo:t2i-members split subset, seed 1",
+           "settings": {n: {"k": k, "oversample": o, "power_iters": p, "sec_per_sample": secs[n]}
+                        for n, (k, o, p) in settings.items()}}
+    for name in ("crude", "medium"):
+        diff = lv[name] - lv["reference"]
+        out[name] = {"spearman_vs_reference": float(spearmanr(lv[name], lv["reference"])[0]),
+                     "mean_bias": float(diff.mean()), "max_abs_diff": float(np.abs(diff).max())}
+    print(json.dumps(out, indent=1))
+    return out
+
+
 def audit(args) -> dict:
     from latentguard.cli import main
 
@@ -105,7 +138,7 @@ def audit(args) -> dict:
 
 def main_() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["estimators", "audit"])
+    ap.add_argument("part", choices=["estimators", "logvol-rank", "audit"])
     ap.add_argument("--out", default=None)
     ap.add_argument("--vae", default="zoo:vae-a")
     ap.add_argument("--n", type=int, default=None, help="estimators: samples (4); audit: members = non-members (200)")
@@ -119,6 +152,10 @@ def main_() -> None:
         args.n = args.n or 4
         res = estimators(args)
         out = Path(args.out or ROOT / "benchmarks/results/privacy_pullback.json")
+    elif args.part == "logvol-rank":
+        args.n = args.n or 8
+        res = logvol_rank(args)
+        out = Path(args.out or ROOT / "benchmarks/results/privacy_logvol_rank.json")
     else:
         args.n = args.n or 200
         res = audit(args)
