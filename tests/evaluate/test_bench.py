@@ -92,7 +92,7 @@ def test_purification_kind_and_slug():
     assert B.purification_kind("jpeg-q50") == "jpeg"
     assert B.purification_kind("noisy-upscale-0.05") == "noisy-upscale"
     assert B.purification_kind("none") == "none"
-    assert B.slug("pca+_16/255_zoo:vae-a") == "pca+_16-255_zoo-vae-a"
+    assert B.slug("pca+_16/255_zoo:vae-a") == "pca+_16-255_zoo-vae-a" and B.slug("pca-") != B.slug("pca")
 
 
 def _row(method, eps_label, image, psnr, fam="recon-mean", pur="none", status="ok"):

@@ -344,7 +344,7 @@ def _batches(images: list[BenchImage], batch_size: int) -> list[list[BenchImage]
 
 # ------------------------------------------------------------------------------------------ the run
 def slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+_\-]+", "-", str(s)).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9.+_\-]+", "-", str(s)) or "x"
 
 
 def _quantize(x: torch.Tensor) -> torch.Tensor:

@@ -135,7 +135,7 @@ def embed_dist(embedder: Any, preds: torch.Tensor, target: torch.Tensor) -> torc
     with torch.no_grad():
         a = embedder.embed_images(preds.to(embedder.device).float())
         b = embedder.embed_images(target.to(embedder.device).float())
-    return (1.0 - (a * b).sum(-1)).double().cpu()
+    return (1.0 - (a * b).sum(-1)).clamp_min(0.0).double().cpu()  # clamp: round-off can give -1e-7
 
 
 def embed_clip_score(embedder: Any, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:

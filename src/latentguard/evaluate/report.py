@@ -38,7 +38,8 @@ _FMT = {"psnr": "{:.2f}", "ssim": "{:.4f}", "embed-dist": "{:.4f}", "embed-fid":
 def _fmt(metric: str, v: float | None) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    return _FMT.get(metric, "{:.4g}").format(v)
+    out = _FMT.get(metric, "{:.4g}").format(v)
+    return out[1:] if out.startswith("-") and not out.strip("-0.") else out  # "-0.0000" -> "0.0000"
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -295,7 +296,9 @@ def write_plots(out: Path, cfg: dict, rows: list[dict]) -> list[Path]:
     base = [s for s in fam if s["surrogate"] == sg0 and s["target"] == tg0]
     for m in metrics:
         arrow = METRICS[m].protection_arrow
-        # 1. bars: metric per method, grouped by edit family (no purification)
+        # 1. bars: metric per method, grouped by edit family (no purification); "no protection" is left out
+        # (its edit is the clean edit: PSNR at the 100 dB cap would flatten every other bar)
+        order = [o for o in _method_order(cfg, rows) if o[0] != "none"] or _method_order(cfg, rows)
         fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(order)), 3.6))
         width = 0.8 / max(1, len(families))
         for j, fa in enumerate(families):
@@ -424,7 +427,7 @@ def write_grids(out: Path, cfg: dict, rows: list[dict]) -> list[dict]:
 def _slug(s: str) -> str:
     import re
 
-    return re.sub(r"[^A-Za-z0-9.+_\-]+", "-", str(s)).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9.+_\-]+", "-", str(s)) or "x"
 
 
 # ---------------------------------------------------------------------------------------------- html
@@ -495,14 +498,20 @@ def write_html(out: Path, cfg: dict, manifest: dict, rows: list[dict], tables: l
         parts.append("<h2>Plots</h2>")
         parts.extend(f"<div><img alt='{html.escape(p.name)}' src='{_b64(p)}'></div>" for p in plots)
     if grids:
+        # inline the first edit of each family (recon-mean, recon-sample, the first img2img prompt, ...);
+        # every grid is in grids/
+        first: dict[str, str] = {}
+        for g in grids:
+            first.setdefault(g["edit"].split("[")[0], g["edit"])
+        shown = [g for g in grids if g["edit"] in first.values()][:max_grids]
         parts.append("<h2>Image grids</h2>")
-        for g in grids[:max_grids]:
+        for g in shown:
             cap = (f"{method_label(g['method'], g['eps_label'], len(cfg.get('budgets', [])) > 1)} · {g['edit']} on "
                    f"{g['target']} (surrogate {g['surrogate']}, purification {g['purification']}) — columns: "
                    + " | ".join(g["columns"]))
             parts.append(f"<div class='grid'><p>{html.escape(cap)}</p><img src='{_b64(g['path'])}'></div>")
-        if len(grids) > max_grids:
-            parts.append(f"<p>{len(grids) - max_grids} more grids in grids/.</p>")
+        if len(grids) > len(shown):
+            parts.append(f"<p>{len(grids) - len(shown)} more grids (the other prompts) in grids/.</p>")
     parts.append("<h2>Config</h2><pre>" + html.escape(json.dumps(cfg, indent=2, default=str)) + "</pre>")
     parts.append("</body></html>")
     path = out / "report.html"
