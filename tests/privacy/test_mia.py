@@ -179,3 +179,4 @@ def test_items_roundtrip_reproduces_summary(toy, tmp_path):
     assert back["distortion"]["quartiles"]["Q2"]["per_timestep"]["pia/pullback"] == pytest.approx(
         summ["distortion"]["quartiles"]["Q2"]["per_timestep"]["pia/pullback"])
     assert (tmp_path / "index.html").read_text().count("<tr>") > 12
+

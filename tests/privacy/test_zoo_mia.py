@@ -1,0 +1,26 @@
+"""Behaviour on the real memorising target zoo:t2i-members (skipped when the zoo is not built)."""
+
+from __future__ import annotations
+
+import pytest
+
+from latentguard.privacy import mia, roc
+
+
+def test_zoo_members_loss_attack_beats_chance():
+    """On the real zoo:t2i-members, the loss and SimA attacks separate 30 members from 30 non-members
+    (measured on 200+200: AUROC 0.992 / 0.998 at t=50; asserted > 0.85 on this small subset)."""
+    from latentguard.zoo.registry import available
+
+    if not {"t2i-members", "vae-a"} <= set(available()):
+        pytest.skip("zoo weights not built: t2i-members, vae-a")
+    from latentguard.models import load_pipeline
+    from latentguard.privacy import audit
+
+    pipe = load_pipeline("zoo:t2i-members", kind="text2img")
+    mem, non, _ = audit.zoo_split_sets("zoo:t2i-members", 30, 30, seed=0)
+    cfg = mia.MIAConfig(attacks=("loss", "sima"), timesteps=(50,), batch_size=60)
+    ms, _ = audit.compute_membership_scores(pipe, mem, non, cfg, None, progress=False)
+    for a in ("loss", "sima"):
+        au = roc.auroc(ms.scores(a)[:, 0], ms.labels)
+        assert au > 0.85, (a, au)
