@@ -51,35 +51,13 @@ from latentguard.evaluate.edits import (
 )
 from latentguard.evaluate.metrics import METRICS, STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
+from latentguard.evaluate.units import parse_budget
 
 BUILTIN_PROTECTIONS = ("none", "random-noise")
 DEFAULT_METRICS = ("psnr", "ssim", "embed-dist", "embed-fid", "embed-clip-score")
 
 
 # ------------------------------------------------------------------------------------------- config
-def parse_budget(value: Any) -> tuple[float, str]:
-    """``"16/255"`` -> (0.0627..., "16/255"); ``0.03`` -> (0.03, "0.03"). Must lie in ``[0, 1]``."""
-    if isinstance(value, bool):
-        raise ValueError(f"budget must be a number or 'N/255', got {value!r}")
-    if isinstance(value, (int, float)):
-        eps, label = float(value), f"{value:g}"
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*/\s*\d+(\.\d+)?\s*", value):
-        num, den = (float(v) for v in value.split("/"))
-        if den == 0:
-            raise ValueError(f"budget {value!r} divides by zero")
-        eps, label = num / den, value.replace(" ", "")
-    elif isinstance(value, str):
-        try:
-            eps, label = float(value), value.strip()
-        except ValueError:
-            raise ValueError(f"budget must be a number in [0,1] or 'N/255', got {value!r}") from None
-    else:
-        raise ValueError(f"budget must be a number in [0,1] or 'N/255', got {value!r}")
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"budget {value!r} is outside [0, 1] (pixel units: 16/255, not 16)")
-    return eps, label
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """A validated benchmark matrix (built by :meth:`from_dict` / :meth:`from_toml`)."""

@@ -374,6 +374,10 @@ def build_purifications(spec: dict, target: str, models: ModelCache) -> list[Any
     out: list[Any] = []
     for v in values:
         kw = dict(spec)
+        if "eps" in kw:
+            from latentguard.evaluate.units import parse_budget
+
+            kw["eps"] = parse_budget(kw["eps"])[0]
         if v is not None:
             kw[sweep] = v
         if kind == "jpeg":
