@@ -663,6 +663,10 @@ def save_hardened(vae: LatentVAE, folder: str | os.PathLike, cfg: SRLConfig, *, 
 
         shutil.rmtree(tmp)
     m.save_pretrained(str(tmp), safe_serialization=True)
+    cfg_path = tmp / "config.json"
+    conf = json.loads(cfg_path.read_text())
+    conf.pop("_name_or_path", None)  # a local path of the machine that trained it
+    cfg_path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
     (tmp / "srl.json").write_text(json.dumps({
         "method": "SRL-VAE (arXiv 2504.17219), encoder fine-tuned, decoder frozen",
         "original": original_spec, "config": cfg.to_dict(), "steps_done": steps_done, "complete": complete,
