@@ -23,7 +23,7 @@ def _pullback_config(args):
     from latentguard.privacy.pullback import PullbackConfig
 
     return PullbackConfig(top_k=args.top_k, oversample=args.oversample, power_iters=args.power_iters,
-                          probes=args.probes, drop=args.drop)
+                          probes=args.probes, drop=args.drop, probe_batch=args.probe_batch)
 
 
 def _membership(args) -> int:
@@ -110,6 +110,8 @@ def _add_pullback_args(p: argparse.ArgumentParser, *, top_k: int, oversample: in
     g.add_argument("--power-iters", type=int, default=power_iters, help=f"subspace iterations (default {power_iters})")
     g.add_argument("--probes", type=int, default=probes, help=f"Hutchinson probes for diag(J^T J) (default {probes})")
     g.add_argument("--drop", type=float, default=0.4, help="fraction of lowest-contribution dims dropped (default 0.4)")
+    g.add_argument("--probe-batch", type=int, default=64,
+                   help="decoder copies per JVP/VJP call (default 64; lower it for large images, e.g. 4 for SD at 512px)")
 
 
 def register(subparsers) -> None:
