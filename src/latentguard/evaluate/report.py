@@ -357,7 +357,7 @@ def write_plots(out: Path, cfg: dict, rows: list[dict]) -> list[Path]:
                 for j, kd in enumerate(kinds):
                     ax = axes[i][j]
                     param = ""
-                    for mm, lab in order:
+                    for mm, lab in _method_order(cfg, rows):  # with "no protection": the purification alone
                         pts = []
                         for s in base:
                             if (s["method"], s["eps_label"], s["edit_family"]) != (mm, lab, fa):
@@ -368,8 +368,9 @@ def write_plots(out: Path, cfg: dict, rows: list[dict]) -> list[Path]:
                                 param = info[2]
                         if pts:
                             pts.sort()
+                            style = dict(color="k", ls="--") if mm == "none" else {}
                             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
-                                    label=method_label(mm, lab, several))
+                                    label=method_label(mm, lab, several), **style)
                     ax.set_xlabel(f"{kd} {param}")
                     ax.set_ylabel(f"{m} {arrow}")
                     ax.set_title(fa, fontsize=9)
