@@ -12,6 +12,7 @@ import logging
 import sys
 
 from latentguard import __version__
+from latentguard.core.errors import UserError
 
 CAPABILITY_CLIS = (
     "latentguard.zoo.cli",
@@ -22,10 +23,6 @@ CAPABILITY_CLIS = (
     "latentguard.evaluate.cli",
     "latentguard.demo",
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit status 2."""
 
 
 def add_common_args(p: argparse.ArgumentParser, *, out: bool = True, model: bool = False) -> None:
