@@ -112,3 +112,19 @@ def test_recipe_smoke(name, tmp_path):
         from latentguard.models import load_vae
 
         assert load_vae(str(out)).encode(torch.rand(1, 3, 16, 16))[0].shape == (1, 4, 4, 4)
+
+
+def test_zoo_export_t2i_is_a_standard_diffusers_pipeline(tmp_path):
+    """`zoo export` writes a folder that diffusers' own from_pretrained loads and runs with a prompt."""
+    require_zoo("t2i", "vae-a")
+    from diffusers import StableDiffusionPipeline
+
+    from latentguard.cli import main
+
+    assert main(["zoo", "export", "t2i", str(tmp_path / "t2i")]) == 0
+    assert (tmp_path / "t2i" / "run.json").exists()
+    pipe = StableDiffusionPipeline.from_pretrained(str(tmp_path / "t2i"), safety_checker=None,
+                                                   requires_safety_checker=False)
+    img = pipe("a photo of a sneaker", height=32, width=32, num_inference_steps=3,
+               generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert img.shape == (1, 3, 32, 32)

@@ -40,6 +40,11 @@ def _train(args) -> int:
         raise ValueError(f"zoo:{args.name} has no training recipe here (recipes: {', '.join(RECIPES)})")
     dev = resolve_device(args.device)
     out = Path(args.out)
+    from latentguard.io import write_manifest
+
+    cfg = {"name": args.name, "device": str(dev), "steps": args.steps, "max_minutes": args.max_minutes,
+           "zoo_dir": args.zoo_dir, "stop_at": args.stop_at}
+    write_manifest(out, f"latentguard zoo train {args.name}", cfg, RECIPES[args.name].seed)
     train(args.name, out, str(dev), args.steps, args.max_minutes,
           zoo_dir=Path(args.zoo_dir) if args.zoo_dir else None, stop_at=args.stop_at)
     print(f"wrote {out}")
@@ -50,6 +55,8 @@ def _export(args) -> int:
     """Write a self-contained diffusers pipeline folder (StableDiffusionPipeline.from_pretrained loads it)."""
     from latentguard.models import load_pipeline
 
+    from latentguard.io import write_manifest
+
     entry = registry.get_entry(args.name)
     out = Path(args.out)
     if entry.kind == "vae":
@@ -59,6 +66,7 @@ def _export(args) -> int:
         pipe.save_pretrained(out, safe_serialization=True)
     else:
         shutil.copytree(registry.model_dir(entry.name), out, dirs_exist_ok=True)
+    write_manifest(out, f"latentguard zoo export {entry.name}", {"name": entry.name}, None)
     print(f"wrote {out}")
     return 0
 
