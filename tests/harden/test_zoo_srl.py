@@ -34,9 +34,9 @@ def test_short_run_lowers_the_adversarial_reconstruction_loss(vae_a):
     with torch.no_grad():
         clean_before = psnr(vae_a.reconstruct(probe), probe).mean().item()
         clean_after = psnr(res.vae.reconstruct(probe), probe).mean().item()
-    # measured on the real vae-a: see docs/harden.md (margins are about half of what was measured)
+    # measured on the real vae-a (this setting): white-box 18.39 -> 20.59 dB, clean 22.92 -> 24.42 dB
     assert after > before + 1.0, (before, after)
-    assert clean_after > clean_before - 1.5, (clean_before, clean_after)
+    assert clean_after > clean_before - 0.5, (clean_before, clean_after)
 
 
 def test_float16_save_keeps_the_decoder_bit_identical_to_the_zoo_file(vae_a, tmp_path):
@@ -69,9 +69,17 @@ def test_bundled_vae_a_srl_is_vae_a_with_a_new_encoder_and_resists_the_attack(va
     with torch.no_grad():
         clean_a = psnr(vae_a.reconstruct(x), x).mean().item()
         clean_s = psnr(srl.reconstruct(x), x).mean().item()
-    g = torch.Generator().manual_seed(0)
-    adv_a = adversarial_psnr(vae_a, x, eps=8 / 255, steps=5, generator=g).mean().item()
-    g = torch.Generator().manual_seed(0)
-    adv_s = adversarial_psnr(srl, x, eps=8 / 255, steps=5, generator=g).mean().item()
-    assert clean_s > clean_a - 1.0, (clean_a, clean_s)
-    assert adv_s > adv_a + 2.0, (adv_a, adv_s)
+    adv_a = adversarial_psnr(vae_a, x, eps=15 / 255, steps=5, generator=torch.Generator().manual_seed(0)).mean().item()
+    adv_s = adversarial_psnr(srl, x, eps=15 / 255, steps=5, generator=torch.Generator().manual_seed(0)).mean().item()
+    # measured (this setting): clean 22.27 -> 22.13 dB, white-box 15/255 18.24 -> 19.47 dB
+    assert clean_s > clean_a - 0.5, (clean_a, clean_s)
+    assert adv_s > adv_a + 0.6, (adv_a, adv_s)
+    # PCA+ crafted on the ORIGINAL vae-a (transfer): the hardened reconstruction of the protected photo stays
+    # closer to its clean reconstruction. Measured: benchmarks/results/bench_harden.json (+3.2 dB on 8 photos).
+    from latentguard.protect import get
+
+    xp = get("pca+", vae=vae_a, eps=16 / 255, steps=20)(x)
+    with torch.no_grad():
+        keep_a = psnr(vae_a.reconstruct(xp), vae_a.reconstruct(x)).mean().item()
+        keep_s = psnr(srl.reconstruct(xp), srl.reconstruct(x)).mean().item()
+    assert keep_s > keep_a + 1.5, (keep_a, keep_s)
