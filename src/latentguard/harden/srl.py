@@ -530,11 +530,13 @@ def harden(
     elif log_path is not None and log_path.exists():
         log_path.unlink()
 
+    start_revision = None
     if out is not None:
         from latentguard.io import write_manifest
 
-        write_manifest(out, command, {"vae": original.spec, "srl": cfg.to_dict(), "resume": resume,
-                                      "device": str(dev), "images": crops.sources}, seed=cfg.seed)
+        manifest = write_manifest(out, command, {"vae": original.spec, "srl": cfg.to_dict(), "resume": resume,
+                                                 "device": str(dev), "images": crops.sources}, seed=cfg.seed)
+        start_revision = json.loads(manifest.read_text()).get("git_revision")
 
     def save_checkpoint(step: int) -> None:
         if out is None:
@@ -646,7 +648,8 @@ def harden(
 
         write_manifest(out, command, {"vae": original.spec, "srl": cfg.to_dict(), "resume": resume,
                                       "device": str(dev), "images": crops.sources}, seed=cfg.seed,
-                       extra={"result": {"steps_done": step, "complete": complete, "minutes_this_session": minutes,
+                       extra={"git_revision": start_revision,  # the code that ran, not the tree at the end
+                              "result": {"steps_done": step, "complete": complete, "minutes_this_session": minutes,
                                          "probe": probe}})
     return result
 
