@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# pip here may warn about index locations the machine's config names; keep the log readable.
+quiet_pip() { "$@" 2> >(grep -v "WARNING: Location" >&2); }
 
 # Real training/evaluation data from Debian (Fashion-MNIST, the nature photos): needed by the privacy
 # audit of zoo:t2i-members, the poisoning experiments and to rebuild the zoo. Not needed to load the zoo.
@@ -24,7 +26,7 @@ fi
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build. GPU users: install your own
 # CUDA torch (>=2.2) before running this script; the pin below is skipped when torch is already there.
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+  quiet_pip .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 fi
-.venv/bin/python -m pip install -q -e ".[test]"
+quiet_pip .venv/bin/python -m pip install -q -e ".[test]"
 .venv/bin/python -c "import latentguard, torch, diffusers; print('latentguard', latentguard.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__)"
