@@ -23,6 +23,17 @@ def _seeds() -> list[bytes]:
         b = io.BytesIO()
         im.save(b, format=fmt)
         out.append(b.getvalue())
+    import struct
+    import zlib
+
+    a16 = rng.integers(0, 65536, (5, 6, 3)).astype(">u2")
+    raw = b"".join(b"\x00" + a16[y].tobytes() for y in range(5))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    out.append(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 6, 5, 16, 2, 0, 0, 0))
+               + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))  # 16-bit colour: the pypng path
     return out
 
 

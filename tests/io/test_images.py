@@ -196,3 +196,29 @@ def test_atomic_write_leaves_no_partial_png(tmp_path):
     # a later successful write produces the complete file
     save_image(torch.rand(3, 8, 8), target)
     assert load_image(target).shape == (1, 3, 8, 8)
+
+
+def _write_png16(path, a):
+    """Minimal 16-bit colour PNG writer (Pillow cannot write them)."""
+    import struct
+    import zlib
+
+    h, w, c = a.shape
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[c], 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16bit_colour_png_at_full_depth(tmp_path):
+    a = RNG.integers(0, 65536, (6, 7, 3)).astype(np.uint16)
+    _write_png16(tmp_path / "rgb16.png", a)
+    t = load_image(tmp_path / "rgb16.png")
+    assert np.abs(t[0].permute(1, 2, 0).numpy() - a / 65535).max() < 1e-6  # 8-bit decoding would err ~4e-3
+    rgba = np.concatenate([a, np.full((6, 7, 1), 0, np.uint16)], -1)  # fully transparent
+    _write_png16(tmp_path / "rgba16.png", rgba)
+    assert torch.allclose(load_image(tmp_path / "rgba16.png", background=(0.0, 0.5, 1.0)),
+                          torch.tensor([0.0, 0.5, 1.0]).view(1, 3, 1, 1).expand(1, 3, 6, 7))

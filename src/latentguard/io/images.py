@@ -101,16 +101,26 @@ def _to_float_rgb(im, path: str | os.PathLike, background: tuple[float, float, f
         raise ImageLoadError(path, f"unsupported image mode {mode!r}") from exc
 
 
-def _read_16bit_png(path: Path) -> np.ndarray | None:
-    """Pillow decodes 16-bit RGB(A) PNG to 8 bits; read those at full depth with scikit-image/imageio if present."""
-    try:
-        import imageio.v3 as iio  # scikit-image depends on imageio
-    except ImportError:  # pragma: no cover
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG file, from its IHDR chunk; None when it is not a PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
-    arr = iio.imread(path)
-    if arr.dtype != np.uint16:
-        return None
-    return arr
+    return head[24], head[25]
+
+
+def _read_png16_rgb(path: Path, background: tuple[float, float, float]) -> np.ndarray:
+    """16-bit RGB / RGBA PNG at full depth (Pillow would reduce it to 8 bits), as float32 HxWx3 in [0,1]."""
+    import png  # pypng: pure Python, reads every PNG bit depth
+
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, planes).astype(np.float32) / 65535.0
+    if planes == 4:
+        a = arr[..., 3:4]
+        return arr[..., :3] * a + np.asarray(background, np.float32).reshape(1, 1, 3) * (1.0 - a)
+    return arr[..., :3]
 
 
 def load_image(
@@ -155,20 +165,14 @@ def load_image(
                 if w < 1 or h < 1:
                     raise ImageLoadError(path, f"invalid size {w}x{h}")
                 im.load()
-                exif_orientation = im.getexif().get(0x0112, 1)
-                hi_depth = None
-                if im.format == "PNG" and im.mode in ("RGB", "RGBA") and im.info.get("bits", 8) == 16:  # pragma: no cover
-                    hi_depth = _read_16bit_png(path)
-                im = ImageOps.exif_transpose(im)
-                if hi_depth is not None:  # pragma: no cover - depends on Pillow build
-                    arr = hi_depth.astype(np.float32) / 65535.0
-                    if arr.shape[-1] == 4:
-                        a = arr[..., 3:4]
-                        arr = arr[..., :3] * a + np.asarray(background, np.float32) * (1 - a)
+                header = _png_header(path) if im.format == "PNG" else None
+                if header is not None and header[0] == 16 and header[1] in (2, 6):
+                    # Pillow decodes 16-bit colour PNGs to 8 bits: read them at full depth instead.
+                    if im.getexif().get(0x0112, 1) not in (1, None):
+                        raise ImageLoadError(path, "16-bit colour PNG with an EXIF rotation is not supported")
+                    arr = _read_png16_rgb(path, background)
                 else:
-                    arr = _to_float_rgb(im, path, background)
-                if exif_orientation not in (1, None) and hi_depth is not None:  # pragma: no cover
-                    pass
+                    arr = _to_float_rgb(ImageOps.exif_transpose(im), path, background)
     except ImageLoadError:
         raise
     except UnidentifiedImageError:
@@ -177,7 +181,7 @@ def load_image(
         raise ImageLoadError(path, f"decompression bomb refused ({exc})") from None
     except Image.DecompressionBombWarning as exc:
         raise ImageLoadError(path, f"decompression bomb refused ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, TypeError, IndexError, KeyError, ZeroDivisionError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure (Pillow or pypng) is a corrupt file to the caller
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageLoadError(path, f"corrupt or truncated image ({msg})") from None
     t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().unsqueeze(0)
