@@ -111,11 +111,26 @@ def _run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    from latentguard.harden.srl import launched_distributed
+
     cfg = config_from_args(args)
-    vae = load_vae(args.vae, device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    if launched_distributed() and not args.accelerate:
+        raise UserError("this process was started by a multi-process launcher (WORLD_SIZE > 1) but --accelerate "
+                        "is not given: add --accelerate (see docs/harden.md, multi-GPU)")
+    # under accelerate every process loads the VAE on the CPU; harden() copies it to its own device
+    load_device = "cpu" if args.accelerate else args.device
+    if args.accelerate and str(args.dtype).lower() in ("float16", "fp16", "half"):
+        raise UserError("--dtype float16 cannot be combined with --accelerate (the VAE is loaded on the CPU first; "
+                        "training is float32 anyway): use --dtype float32 or bfloat16")
+    vae = load_vae(args.vae, device=load_device, dtype=args.dtype, allow_pickle=args.allow_pickle)
     res = harden(vae, args.data, cfg, out_dir=args.out, resume=args.resume, device=args.device,
-                 progress=not args.no_progress, max_minutes=args.max_minutes,
+                 progress=not args.no_progress, max_minutes=args.max_minutes, accelerate=args.accelerate,
                  command="latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    if args.accelerate:
+        from accelerate import PartialState
+
+        if not PartialState().is_main_process:
+            return 0  # only the main process reports
     status = "complete" if res.complete else f"stopped at step {res.steps_done}/{cfg.steps} (--resume continues)"
     print(f"SRL-VAE {status} in {res.minutes:.1f} min; hardened VAE: {res.vae_dir} (load_vae('{args.out}'))")
     if res.probe:
@@ -143,6 +158,11 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its checkpoint")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this wall time")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--accelerate", action="store_true",
+                   help="train data-parallel through HuggingFace accelerate, one process per GPU: run under "
+                        "'accelerate launch --multi_gpu --num_processes N -m latentguard harden --accelerate ...' "
+                        "(--batch-size is the global batch, a multiple of N; --device cpu uses CPU processes); "
+                        "on one process the result equals the plain run's")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, out=True, model=True)
     p.set_defaults(seed=None)

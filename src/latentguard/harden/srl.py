@@ -288,6 +288,36 @@ def adversarial_psnr(vae: LatentVAE, x: torch.Tensor, *, eps: float = 15 / 255, 
 # ----------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------
+class _EncoderStep(torch.nn.Module):
+    """The trainable part of a step as one module (what ``accelerate`` wraps in DistributedDataParallel).
+
+    ``forward(x_in, x_clean)`` returns ``(mean, logvar)`` of ``x_in`` and the posterior mean of ``x_clean``
+    (``None`` when not given) from the same encoder, in one forward call so that DDP sees one forward per
+    backward. The parameters are those of ``vae.model.encoder`` / ``quant_conv`` themselves (shared, not copied).
+    """
+
+    def __init__(self, vae: LatentVAE) -> None:
+        super().__init__()
+        self.encoder = vae.model.encoder
+        if getattr(vae.model, "quant_conv", None) is not None:
+            self.quant_conv = vae.model.quant_conv
+        self._vae = (vae,)  # a tuple: not registered as a submodule (the frozen decoder stays out of DDP)
+
+    def forward(self, x_in: torch.Tensor, x_clean: torch.Tensor | None = None):
+        vae = self._vae[0]
+        mean, logvar = vae.encode(x_in)
+        mean_clean = vae.encode(x_clean)[0] if x_clean is not None else None
+        return mean, logvar, mean_clean
+
+
+def launched_distributed() -> bool:
+    """Whether this process was started by a multi-process launcher (``accelerate launch``/``torchrun``: ``WORLD_SIZE > 1``)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
 @dataclass
 class SRLResult:
     """What :func:`harden` returns."""
@@ -429,6 +459,7 @@ def harden(
     max_minutes: float | None = None,
     callback: Callable[[int, dict], None] | None = None,
     command: str = "latentguard.harden.harden",
+    accelerate: bool | None = False,
 ) -> SRLResult:
     """Fine-tune a copy of ``vae``'s encoder with SRL-VAE; the decoder stays bit-identical.
 
@@ -446,6 +477,16 @@ def harden(
         max_minutes: stop early after this wall time (checkpoint + save; ``resume`` continues).
         callback: ``callback(step, row)`` after each step (e.g. to stop a run: raise from it).
         command: recorded in ``run.json``.
+        accelerate: train through HuggingFace ``accelerate`` (data-parallel, one process per GPU; launch with
+            ``accelerate launch``); ``None``: when launched with ``WORLD_SIZE > 1``. ``False`` (default): the
+            plain single-process loop. With ``accelerate`` each step draws the same global batch of
+            ``config.batch_size`` crops on every process (one seeded sampler) and process ``r`` of ``P`` trains
+            on rows ``r::P`` (``batch_size`` must be a multiple of ``P``); the gradients of the encoder are
+            averaged by DDP, so a step is the step of the full batch. The PGD noise and latent samples come from a
+            per-process generator (seed ``seed + 1 + 1_000_003 r``; process 0 as in the plain loop); logged
+            losses are means over the processes; files are written by the main process only; a ``callback``
+            runs on every process. Training is float32 (a launcher's mixed-precision setting is overridden).
+            On one process (CPU or one GPU) the result equals the plain loop's.
 
     Returns:
         :class:`SRLResult` with the hardened :class:`LatentVAE` (float32, eval mode, frozen).
@@ -458,6 +499,18 @@ def harden(
     if max_minutes is not None and not (isinstance(max_minutes, (int, float)) and max_minutes > 0):
         raise ValueError(f"max_minutes must be a positive number, got {max_minutes!r}")
     dev = resolve_device(device)
+    if accelerate is None:
+        accelerate = launched_distributed()
+    acc = None
+    rank, world = 0, 1
+    if accelerate:
+        from accelerate import Accelerator
+
+        acc = Accelerator(cpu=dev.type == "cpu", mixed_precision="no")
+        dev, rank, world = acc.device, acc.process_index, acc.num_processes
+        if cfg.batch_size % world:
+            raise ValueError(f"batch_size ({cfg.batch_size}) must be a multiple of the number of processes ({world})")
+    main_proc = rank == 0
     if isinstance(vae, str):
         from latentguard.models import load_vae
 
@@ -475,6 +528,8 @@ def harden(
         raise FileNotFoundError(f"nothing to resume: {out}/checkpoints has no step-*.pt checkpoint")
     if out is not None and not resume and latest_checkpoint(out) is not None:
         raise ValueError(f"{out} already holds an SRL-VAE run; pass resume (--resume) to continue it or choose a new --out")
+    if acc is not None:
+        acc.wait_for_everyone()  # every process has checked the folder before the main one writes to it
 
     crops = data if isinstance(data, ImageCrops) else ImageCrops(data, cfg.crop, seed=cfg.seed, scales=cfg.scales)
     if crops.crop != cfg.crop:
@@ -500,12 +555,17 @@ def harden(
     dec_fp = _params_fingerprint(hardened.decoder_modules)
     enc0_fp = _params_fingerprint(original.encoder_modules)
     opt = torch.optim.AdamW(enc_params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    noise = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
+    noise = torch.Generator(device=dev).manual_seed(cfg.seed + 1 + 1_000_003 * rank)
     sf = hardened.info.scaling_factor
+    # the trainable encoder as one module; under accelerate it (and the optimizer) are prepared -> DDP-wrapped.
+    # The PGD attack and the frozen original run on the unwrapped modules (no parameter gradients there).
+    enc_step: torch.nn.Module = _EncoderStep(hardened)
+    if acc is not None:
+        enc_step, opt = acc.prepare(enc_step, opt)
 
     start = 0
     log_path = out / "train_log.jsonl" if out is not None else None
-    if out is not None:
+    if out is not None and main_proc:
         out.mkdir(parents=True, exist_ok=True)
         (out / "checkpoints").mkdir(exist_ok=True)
     if ckpt_path is not None:
@@ -520,26 +580,44 @@ def harden(
                 params[n].copy_(state["encoder"][n].to(dev))
         opt.load_state_dict(state["optimizer"])
         crops.load_state_dict(state["data"])
-        noise.set_state(state["noise"])
+        ranks = state.get("noise_ranks")
+        if ranks is not None and len(ranks) == world:
+            noise.set_state(ranks[rank])
+        elif world == 1:
+            noise.set_state(state["noise"])
+        else:
+            raise ValueError(f"cannot resume from {ckpt_path} with {world} processes: it was made with "
+                             f"{len(ranks) if ranks is not None else 1}; launch the same number of processes")
         start = int(state["step"])
-        # drop log rows written after the checkpoint (they will be redone identically)
-        rows = _read_log(log_path, upto=start)
-        from latentguard.io import atomic_write_text
+        if main_proc:
+            # drop log rows written after the checkpoint (they will be redone identically)
+            rows = _read_log(log_path, upto=start)
+            from latentguard.io import atomic_write_text
 
-        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
-    elif log_path is not None and log_path.exists():
+            atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in rows))
+    elif log_path is not None and main_proc and log_path.exists():
         log_path.unlink()
 
     start_revision = None
-    if out is not None:
+    run_extra = {"accelerate": {"processes": world, "distributed_type": str(acc.distributed_type)}} \
+        if acc is not None else {}
+    if out is not None and main_proc:
         from latentguard.io import write_manifest
 
         manifest = write_manifest(out, command, {"vae": original.spec, "srl": cfg.to_dict(), "resume": resume,
-                                                 "device": str(dev), "images": crops.sources}, seed=cfg.seed)
+                                                 "device": str(dev), "images": crops.sources,
+                                                 **run_extra}, seed=cfg.seed)
         start_revision = json.loads(manifest.read_text()).get("git_revision")
 
     def save_checkpoint(step: int) -> None:
         if out is None:
+            return
+        noise_ranks = None
+        if acc is not None:  # a collective: every process calls save_checkpoint at the same steps
+            from accelerate.utils import gather_object
+
+            noise_ranks = gather_object([noise.get_state().to("cpu")])
+        if not main_proc:
             return
         names = _encoder_param_names(hardened)
         params = dict(hardened.model.named_parameters())
@@ -549,6 +627,8 @@ def harden(
             "optimizer": opt.state_dict(), "data": crops.state_dict(), "noise": noise.get_state().to("cpu"),
             "original_encoder_sha256": enc0_fp,
         }
+        if noise_ranks is not None:
+            state["noise_ranks"] = noise_ranks
         _atomic_torch_save(state, out / "checkpoints" / f"step-{step:07d}.pt")
         for old in sorted((out / "checkpoints").glob("step-*.pt"))[: -cfg.keep_checkpoints]:
             old.unlink(missing_ok=True)
@@ -558,14 +638,17 @@ def harden(
     history: list[dict] = []
     t0 = time.time()
     step = start
-    bar = tqdm(total=cfg.steps, initial=start, desc="srl-vae", file=sys.stderr, disable=not progress,
+    bar = tqdm(total=cfg.steps, initial=start, desc="srl-vae", file=sys.stderr, disable=not (progress and main_proc),
                dynamic_ncols=True)
     try:
         for step in range(start + 1, cfg.steps + 1):
             lr = _lr_at(cfg, step)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x = crops.batch(cfg.batch_size).to(dev)
+            x = crops.batch(cfg.batch_size)  # the same global batch on every process
+            if world > 1:
+                x = x[rank::world]  # this process's shard
+            x = x.to(dev)
             clean = is_clean_step(step, cfg.clean_ratio)
             if clean:
                 x_in = x
@@ -574,7 +657,8 @@ def harden(
                     hardened, x, eps=cfg.eps, steps=cfg.attack_steps, alpha=cfg.alpha,
                     perceptual=cfg.perceptual, perceptual_weight=cfg.attack_perceptual_weight,
                     random_start=cfg.attack_random_start, generator=noise)
-            mean, logvar = hardened.encode(x_in)
+            need_clean = cfg.orig_weight > 0 and not clean
+            mean, logvar, mean_clean = enc_step(x_in, x if need_clean else None)
             z = hardened.sample(mean, logvar, generator=noise) if cfg.sample_latent else mean
             rec = hardened.decode(z)
             rec_mse = F.mse_loss(rec, x)
@@ -587,21 +671,31 @@ def harden(
             loss = rec_loss + cfg.kl_weight * kl
             orig = None
             if cfg.orig_weight > 0:
-                mean_clean = mean if clean else hardened.encode(x)[0]
+                if clean:
+                    mean_clean = mean
                 with torch.no_grad():
                     mean0 = original_f32.encode(x)[0]
                 orig = (sf * (mean_clean - mean0)).pow(2).mean()
                 loss = loss + cfg.orig_weight * orig
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if acc is not None:
+                acc.backward(loss)  # DDP averages the encoder's gradients over the processes here
+            else:
+                loss.backward()
             gnorm = None
             if cfg.grad_clip is not None:
                 gnorm = float(torch.nn.utils.clip_grad_norm_(enc_params, cfg.grad_clip))
             opt.step()
 
-            loss_v, rec_v, kl_v = loss.item(), rec_mse.item(), kl.item()
-            perc_v = None if perc is None else perc.item()
-            orig_v = None if orig is None else orig.item()
+            logged = [loss, rec_mse, kl] + [t for t in (perc, orig) if t is not None]
+            logged_v = torch.stack([t.detach() for t in logged])
+            if acc is not None and world > 1:
+                logged_v = acc.reduce(logged_v, reduction="mean")
+            vals = logged_v.tolist()
+            loss_v, rec_v, kl_v = vals[:3]
+            rest = iter(vals[3:])
+            perc_v = None if perc is None else next(rest)
+            orig_v = None if orig is None else next(rest)
             row = {"step": step, "clean": clean, "loss": loss_v, "rec_mse": rec_v,
                    "adv_rec": None if clean else rec_v, "clean_rec": rec_v if clean else None,
                    "perc": perc_v, "kl": kl_v, "orig": orig_v, "lr": lr, "grad_norm": gnorm}
@@ -610,16 +704,19 @@ def harden(
             if step % cfg.log_every == 0 or step == cfg.steps:
                 row["seconds"] = round(time.time() - t0, 2)
                 history.append(row)
-                if log_path is not None:
+                if log_path is not None and main_proc:
                     with open(log_path, "a") as fh:
                         fh.write(json.dumps(row) + "\n")
             bar.update(1)
             bar.set_postfix(loss=f"{loss_v:.4f}", rec=f"{rec_v:.4f}", orig=f"{orig_v:.3g}" if orig_v is not None else "-")
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save_checkpoint(step)
-                if log_path is not None:
+                if log_path is not None and main_proc:
                     _write_plot(_read_log(log_path), out / "loss.png")
-            if max_minutes is not None and (time.time() - t0) / 60 > max_minutes:
+            stop = max_minutes is not None and (time.time() - t0) / 60 > max_minutes
+            if acc is not None and world > 1 and max_minutes is not None:  # every process stops at the same step
+                stop = bool(acc.reduce(torch.tensor([float(stop)], device=dev), reduction="sum").item() > 0)
+            if stop:
                 if step % cfg.checkpoint_every:
                     save_checkpoint(step)
                 break
@@ -634,10 +731,15 @@ def harden(
     hardened.model.requires_grad_(False).eval()
     minutes = (time.time() - t0) / 60
     complete = step >= cfg.steps
-    probe = _probe(original_f32, hardened, probe_x, cfg, dev) if probe_x is not None else None
+    if acc is not None:
+        acc.wait_for_everyone()
+        acc.free_memory()  # drop accelerate's references to the DDP wrapper and the optimizer
+    probe = _probe(original_f32, hardened, probe_x, cfg, dev) if (probe_x is not None and main_proc) else None
     result = SRLResult(vae=hardened, config=cfg, steps_done=step, complete=complete, minutes=minutes,
                        out_dir=out, probe=probe, history=history)
-    if out is not None:
+    if out is not None and not main_proc:
+        result.vae_dir = out / "vae"
+    if out is not None and main_proc:
         result.vae_dir = save_hardened(hardened, out / "vae", cfg, original_spec=original.spec,
                                        steps_done=step, complete=complete, probe=probe)
         rows = _read_log(log_path)
@@ -647,10 +749,12 @@ def harden(
         from latentguard.io import write_manifest
 
         write_manifest(out, command, {"vae": original.spec, "srl": cfg.to_dict(), "resume": resume,
-                                      "device": str(dev), "images": crops.sources}, seed=cfg.seed,
-                       extra={"git_revision": start_revision,  # the code that ran, not the tree at the end
+                                      "device": str(dev), "images": crops.sources, **run_extra},
+                       seed=cfg.seed, extra={"git_revision": start_revision,  # the code that ran, not the tree at the end
                               "result": {"steps_done": step, "complete": complete, "minutes_this_session": minutes,
                                          "probe": probe}})
+    if acc is not None:
+        acc.wait_for_everyone()  # the other processes return once the main one has written OUT/vae
     return result
 
 
