@@ -96,7 +96,8 @@ def resolve_spec(spec: str) -> tuple[str, str]:
                 f"{spec} is a file; pass the diffusers folder that contains it (config.json + *.safetensors)"
             )
         return "local", str(p)
-    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1) and not _HUB_ID.match(spec):
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
+    if looks_like_path:
         raise ModelLoadError(f"model folder {spec!r} does not exist")
     if _HUB_ID.match(spec):
         return "hub", spec
