@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train the whole zoo on one lent GPU (the device tool), within one 10-minute call.
-# Carries: .whl (diffusers + importlib_metadata wheels), .zoodata (photos, Fashion-MNIST, text cache).
+# Carries: .whl (diffusers + importlib_metadata wheels), .zoodata (photos, Fashion-MNIST, text cache),
+# both made by scripts/prepare_gpu_carry.sh. The weights folder must not travel (64 MiB limit): move it aside.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
