@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from latentguard.core.state import frozen
+
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
 
 __all__ = [
@@ -115,22 +117,11 @@ def _modules_of(decoder) -> list[nn.Module]:
 
 @contextlib.contextmanager
 def _frozen(decoder) -> Iterator[None]:
-    """Eval mode, no parameter gradients, math attention; everything restored on exit."""
-    mods = _modules_of(decoder)
-    states = [(m, m.training, [(p, p.requires_grad) for p in m.parameters()]) for m in mods]
-    try:
-        for m in mods:
-            m.eval()
-            m.requires_grad_(False)
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+    """Eval mode, no parameter gradients (:func:`latentguard.core.state.frozen`), math attention; restored on exit."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        with sdpa_kernel(SDPBackend.MATH), torch.enable_grad():
-            yield
-    finally:
-        for m, training, params in states:
-            m.train(training)
-            for p, rg in params:
-                p.requires_grad_(rg)
+    with frozen(_modules_of(decoder)), sdpa_kernel(SDPBackend.MATH), torch.enable_grad():
+        yield
 
 
 def _check_latents(z: torch.Tensor) -> None:

@@ -30,17 +30,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from latentguard.core.state import frozen
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.vae import LatentVAE
-from latentguard.protect.transforms import Transform, parse_transforms
+from latentguard.protect.transforms import parse_transforms
 
 NORMS = ("linf", "l2")
 STEP_DECAYS = ("none", "linear", "cosine")
@@ -104,32 +104,6 @@ def tile_grid(h: int, w: int, tile: int, overlap: int, multiple: int = 1) -> lis
     ys = [(y, min(y + tile, h)) for y in starts(h)]
     xs = [(x, min(x + tile, w)) for x in starts(w)]
     return [(y0, y1, x0, x1) for (y0, y1) in ys for (x0, x1) in xs]
-
-
-@contextmanager
-def frozen(modules: Sequence[nn.Module]) -> Iterator[None]:
-    """Eval mode and ``requires_grad=False`` for every parameter inside; the exact prior state (per
-    sub-module training flag, per parameter ``requires_grad``) is restored on exit, even on error."""
-    seen: set[int] = set()
-    saved_modes: list[tuple[nn.Module, bool]] = []
-    saved_grads: list[tuple[nn.Parameter, bool]] = []
-    for m in modules:
-        if m is None or id(m) in seen:
-            continue
-        seen.add(id(m))
-        saved_modes.extend((sub, sub.training) for sub in m.modules())
-        saved_grads.extend((p, p.requires_grad) for p in m.parameters())
-    try:
-        for m, _ in saved_modes:
-            m.training = False
-        for p, _ in saved_grads:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for m, mode in saved_modes:
-            m.training = mode
-        for p, rg in saved_grads:
-            p.requires_grad_(rg)
 
 
 def _as_vae(v: Any) -> LatentVAE:
