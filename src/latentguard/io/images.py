@@ -48,7 +48,6 @@ class LossyFormatWarning(UserWarning):
 
 def _to_float_rgb(im, path: str | os.PathLike, background: tuple[float, float, float]) -> np.ndarray:
     """PIL image (orientation already applied) -> float32 HxWx3 in [0,1]."""
-    from PIL import Image
 
     mode = im.mode
     if mode == "P":

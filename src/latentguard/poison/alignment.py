@@ -347,7 +347,7 @@ def structure_sampled(u: torch.Tensor, v: torch.Tensor, *, num_samples: int, con
         for i0 in range(0, n, rows_per_chunk):
             i1 = min(i0 + rows_per_chunk, n)
             rows = torch.arange(i0, i1, device=dev)
-            sums, counts, half_sums = [], [], []
+            sums, counts = [], []
             for _ in range(2):
                 j = _randint(0, n, r_half)
                 x = torch.addmm(u[i0:i1] @ u[j].T, v[i0:i1], v[j].T, alpha=-1.0).abs_().double()

@@ -272,7 +272,6 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
     stop_at = stop_at if stop_at is not None else (recipe.stop_at if steps == recipe.steps else None)
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
-    rng = np.random.default_rng(recipe.seed)
     images, labels = zdata.fashion_mnist("train")
     split = member_split(recipe.extra.get("n_members", 500), recipe.extra.get("n_nonmembers", 500))
     if recipe.extra["split"] == "members":
