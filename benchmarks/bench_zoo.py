@@ -27,22 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from latentguard.data import sample_images  # noqa: E402
+from latentguard.evaluate.metrics import psnr, ssim  # noqa: E402
 from latentguard.zoo import data as zdata  # noqa: E402
 from latentguard.zoo.registry import available  # noqa: E402
 
 
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    from skimage.metrics import structural_similarity
-
-    vals = [structural_similarity(x.permute(1, 2, 0).numpy(), y.permute(1, 2, 0).numpy(), channel_axis=2,
-                                  data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-            for x, y in zip(a, b)]
-    return float(np.mean(vals))
+    """Mean SSIM (latentguard.evaluate.metrics: Gaussian window 11, sigma 1.5; equal to scikit-image's to 1e-4)."""
+    return float(ssim(a, b).mean())
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = ((a - b) ** 2).flatten(1).mean(1)
-    return float((10 * torch.log10(1.0 / mse)).mean())
+    return float(psnr(a, b).mean())
 
 
 @torch.no_grad()
