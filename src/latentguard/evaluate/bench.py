@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-import tomllib
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from latentguard.evaluate.edits import (
 )
 from latentguard.evaluate.metrics import METRICS, STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
+from latentguard.core.config import read_toml
 from latentguard.evaluate.units import parse_budget
 
 BUILTIN_PROTECTIONS = ("none", "random-noise")
@@ -179,14 +179,7 @@ class BenchConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "BenchConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            doc = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path} is not valid TOML: {exc}") from None
-        return cls.from_dict(doc)
+        return cls.from_dict(read_toml(path))
 
     def to_dict(self) -> dict:
         """The normalised config (written to run.json; ``latentguard report`` reads it back)."""

@@ -30,13 +30,14 @@ import io
 import json
 import math
 import time
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from latentguard.core.config import read_toml
 
 _SECTIONS = {
     "data": ("n_images", "split", "template", "data_seed"),
@@ -129,12 +130,7 @@ class ImplosionConfig:
     def from_toml(cls, path: str | Path, overrides: dict | None = None) -> "ImplosionConfig":
         """Read a TOML file with the sections above (unknown sections or keys are errors)."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config {path} does not exist")
-        try:
-            doc = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: invalid TOML ({exc})") from None
+        doc = read_toml(path)
         flat: dict = {}
         for sec, body in doc.items():
             if sec not in _SECTIONS or not isinstance(body, dict):
