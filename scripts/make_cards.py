@@ -13,12 +13,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.zoo.recipes import RECIPES, UNET_CONFIG, VAE_CONFIGS  # noqa: E402
+from latentguard.zoo.recipes import UNET_CONFIG, VAE_CONFIGS  # noqa: E402
 from latentguard.zoo.registry import ENTRIES, cards_root, weights_root  # noqa: E402
 
 DATA = {
     "nature": "12 photographs of Debian's `mate-backgrounds` (`/usr/share/backgrounds/mate/nature`; GPL-2+ / CC-BY-SA "
-              "per the package's copyright file), random crops at 6 scales (1 to 0.12), 64x64, horizontal flips",
+              "per the package's copyright file), random crops at 6 scales (1 to 0.12), 64x64, horizontal flips (vae-a's stage 2: 64, 128 and 256 px crops)",
     "nature-odd": "the odd-indexed 6 photographs of `mate-backgrounds/nature` plus scikit-learn's two sample photos "
                   "(china.jpg, flower.jpg; CC-BY 2.0 / public domain per scikit-learn), random multi-scale 64x64 crops",
     "fashion": "Fashion-MNIST (Debian `dataset-fashion-mnist`, MIT licence; Zalando Research): 28x28 grayscale product "
@@ -77,16 +77,32 @@ def card(name: str, quality: dict) -> str | None:
                   "with it are labelled `embed-*` stand-ins.", ""]
         lines += ["## Data", DATA["fashion"] + "; training split only. Evaluation: the 10k test split.", ""]
     if rec:
-        steps_done = rec.get("steps_done")
+        steps_done = rec.get("stage1_steps_done") or rec.get("steps_done")
         lines += ["## Recipe", f"`latentguard.zoo.recipes.RECIPES['{name}']`: seed {rec.get('seed')}, batch {rec.get('batch_size')}, "
                   f"lr {rec.get('lr')} (AdamW, warm-up + cosine), planned steps {rec.get('steps')}, steps done {steps_done}, "
                   f"extra `{json.dumps(rec.get('extra'))}`.",
                   f"Training time: {log.get('seconds', '?')} s on the machine recorded in `train_log.jsonl` "
                   "(see 'How it was built').", ""]
-        lines += ["Rebuild:", "```bash",
-                  f"latentguard zoo train {name} --out my-zoo/{name} --steps {steps_done}"
-                  + (" --zoo-dir my-zoo" if entry.kind == "t2i" else "") + "   # add --device cuda on a GPU",
-                  "```", ""]
+        ft = (rec.get("extra") or {}).get("finetune")
+        if ft and rec.get("finetune_steps_done"):
+            ft_log = [json.loads(x) for x in (folder / "finetune_log.jsonl").read_text().splitlines() if x.strip()]
+            lines += [f"Stage 2 (fine-tune, `latentguard.zoo.recipes.finetune_vae`): from the stage-1 weights, "
+                      f"{rec['finetune_steps_done']} of {ft['steps']} steps, lr {ft['lr']} (warm-up {ft['warmup']} + cosine), "
+                      f"seed {ft['seed']}; each step the stage-1 loss on crops of "
+                      + ", ".join(f"{side} px (batch {n})" for side, n in ft["sizes"])
+                      + f", plus an anchor on {ft['anchor_images']} fixed Fashion-MNIST training images (32 px, batch "
+                      f"{ft['anchor_batch']}) keeping the posterior mean (weight {ft['anchor_latent_weight']}, scaled "
+                      f"latents) and the decoding of stage-1 latents (weight {ft['anchor_decoder_weight']}) of stage 1, so "
+                      "the t2i models trained on stage-1 latents stay valid. Scaling factor kept. "
+                      f"Time: {ft_log[-1]['seconds'] if ft_log else '?'} s (`finetune_log.jsonl`, with the anchor terms).", ""]
+            lines += ["Rebuild (both stages; `--init STAGE1_DIR` runs stage 2 only):", "```bash",
+                      f"latentguard zoo train {name} --out my-zoo/{name} --steps {rec.get('stage1_steps_done') or steps_done} "
+                      f"--finetune-steps {rec['finetune_steps_done']}   # add --device cuda on a GPU", "```", ""]
+        else:
+            lines += ["Rebuild:", "```bash",
+                      f"latentguard zoo train {name} --out my-zoo/{name} --steps {steps_done}"
+                      + (" --zoo-dir my-zoo" if entry.kind == "t2i" else "") + "   # add --device cuda on a GPU",
+                      "```", ""]
     if q:
         lines += ["## Measured quality", "Measured by `PYTHONPATH=src python benchmarks/bench_zoo.py` "
                   "(`benchmarks/results/zoo_quality.json`):", "", "```json", json.dumps(q, indent=2), "```", ""]

@@ -60,3 +60,21 @@ def test_pca_plus_degrades_sampled_reconstruction(runs):
     assert (drop > 0.3).all(), drop
     assert float(drop.mean()) > 1.2
     assert float(drop.mean()) > 3 * float(drop_noise.mean())
+
+
+def test_pca_effect_grows_with_the_budget(vae_a, samples64):
+    """On the bundled VAEs the paper's budget moves the posterior only moderately (docs/protect.md); a larger
+    budget must move it more, in both directions (measured at 32/255, T=80: PCA+ mu^2 x1.5-2.0, PCA- x0.16-0.48
+    vs x1.23-1.45 and x0.45-0.72 at 16/255)."""
+    x = samples64[:2]
+
+    def mu2(img):
+        with torch.no_grad():
+            return vae_a.encode(img)[0].pow(2).flatten(1).sum(1)
+
+    m0 = mu2(x)
+    small = {n: mu2(get(n, vae=vae_a, eps=16 / 255, steps=40).protect(x).images) / m0 for n in ("pca+", "pca-")}
+    large = {n: mu2(get(n, vae=vae_a, eps=32 / 255, steps=80, alpha=4 / 255).protect(x).images) / m0
+             for n in ("pca+", "pca-")}
+    assert (large["pca+"] > small["pca+"] * 1.1).all(), (small, large)
+    assert (large["pca-"] < small["pca-"] * 0.85).all(), (small, large)

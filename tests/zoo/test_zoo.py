@@ -91,9 +91,16 @@ def test_zoo_cli_list(capsys):
 
 
 @pytest.mark.parametrize("name", ["vae-a", "vae-b", "embed", "t2i-members"])
-def test_recipe_smoke(name, tmp_path):
+def test_recipe_smoke(name, tmp_path, monkeypatch):
     """Each recipe runs a few steps and writes a loadable folder."""
+    from dataclasses import replace
+
     from latentguard.zoo import data as zdata
+
+    if "finetune" in RECIPES[name].extra:  # a smaller anchor set and crops keep the smoke run short
+        r = RECIPES[name]
+        ft = {**r.extra["finetune"], "anchor_images": 64, "sizes": [[64, 2], [128, 1]]}
+        monkeypatch.setitem(RECIPES, name, replace(r, extra={**r.extra, "finetune": ft}))
 
     try:
         if name == "t2i-members":
@@ -103,11 +110,18 @@ def test_recipe_smoke(name, tmp_path):
             zdata.fashion_mnist("train")
         else:
             zdata.nature_photos(RECIPES[name].extra["photos"].split("+")[0].split(":")[1])
+            if "finetune" in RECIPES[name].extra:
+                zdata.fashion_mnist("train")
     except zdata.DataUnavailableError as exc:
         pytest.skip(str(exc))
-    out = train(name, tmp_path / name, "cpu", steps=2, zoo_dir=registry.weights_root())
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    out = train(name, tmp_path / name, "cpu", steps=2, zoo_dir=registry.weights_root(), finetune_steps=2)
+    stage1 = out / "stage1" if "finetune" in RECIPES[name].extra else out
+    log = [json.loads(line) for line in (stage1 / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    if stage1 != out:  # the multi-size fine-tune ran from stage 1 and logged its anchor terms
+        ft = [json.loads(line) for line in (out / "finetune_log.jsonl").read_text().splitlines()]
+        assert ft[-1]["step"] == 2 and ft[-1]["anchor_latent"] >= 0 and "psnr128" in ft[-1]
+        assert json.loads((out / "recipe.json").read_text())["finetune_steps_done"] == 2
     if RECIPES[name].kind == "vae":
         from latentguard.models import load_vae
 

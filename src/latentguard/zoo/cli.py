@@ -42,10 +42,11 @@ def _train(args) -> int:
     from latentguard.io import write_manifest
 
     cfg = {"name": args.name, "device": str(dev), "steps": args.steps, "max_minutes": args.max_minutes,
-           "zoo_dir": args.zoo_dir, "stop_at": args.stop_at}
+           "zoo_dir": args.zoo_dir, "stop_at": args.stop_at, "init": args.init, "finetune_steps": args.finetune_steps}
     write_manifest(out, f"latentguard zoo train {args.name}", cfg, RECIPES[args.name].seed)
     train(args.name, out, str(dev), args.steps, args.max_minutes,
-          zoo_dir=Path(args.zoo_dir) if args.zoo_dir else None, stop_at=args.stop_at)
+          zoo_dir=Path(args.zoo_dir) if args.zoo_dir else None, stop_at=args.stop_at,
+          init=Path(args.init) if args.init else None, finetune_steps=args.finetune_steps)
     print(f"wrote {out}")
     return 0
 
@@ -86,6 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-minutes", type=float, help="stop after this many minutes")
     q.add_argument("--stop-at", type=int, help="stop at this step (the lr schedule still spans --steps)")
     q.add_argument("--zoo-dir", help="folder holding the VAE a t2i recipe encodes with (default: bundled)")
+    q.add_argument("--init", help="VAE recipes with a fine-tune stage (vae-a): start it from this stage-1 folder")
+    q.add_argument("--finetune-steps", type=int, help="override the fine-tune stage's steps")
     q.set_defaults(func=_train)
     q = zs.add_parser("export", help="write a zoo model as a standalone diffusers folder")
     q.add_argument("name")
