@@ -158,8 +158,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/zoo_quality.json"))
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     have = set(available())
     res: dict = {}
     outp = Path(a.out)

@@ -112,3 +112,10 @@ def test_pad_and_crop_back():
     x = torch.rand(1, 3, 13, 22)
     y, size = pad_to_multiple(x, 8)
     assert y.shape[-2:] == (16, 24) and torch.equal(crop_back(y, size), x)
+
+
+def test_clip_embedder_spec_fails_clearly_without_local_weights(tmp_path):
+    from latentguard.models import load_embedder
+
+    with pytest.raises(ModelLoadError, match="could not load a CLIP model from .*weights must be local"):
+        load_embedder(f"clip:{tmp_path / 'no-such-clip'}")

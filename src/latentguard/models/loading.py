@@ -236,9 +236,14 @@ def load_pipeline(
 
 
 def load_embedder(spec: str = "zoo:embed", *, device: str | torch.device = "cpu"):
-    """Load an image-text embedder: ``zoo:embed`` or a folder saved by :class:`ZooEmbedder`."""
+    """Load an image-text embedder: ``zoo:embed``, a folder saved by :class:`ZooEmbedder`, or
+    ``clip:<folder or hub id>`` (a transformers CLIPModel; its weights must be local when offline)."""
     from latentguard.zoo.embedder import ZooEmbedder
 
+    if spec.startswith("clip:"):
+        from latentguard.models.embedders import ClipEmbedder
+
+        return ClipEmbedder(spec[len("clip:"):], device=resolve_device(device))
     kind, where = resolve_spec(spec)
     if kind == "zoo":
         folder = registry.model_dir(where)
