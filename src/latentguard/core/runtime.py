@@ -64,3 +64,21 @@ def torch_generator(seed: int | None, device: torch.device | str = "cpu") -> tor
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+# Draws from a generator's own device, then moved: a CPU generator works for CUDA tensors and a
+# fixed seed gives the same numbers on any device.
+def randn(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device, then moved to ``device``."""
+    gdev = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=gdev, dtype=dtype).to(device)
+
+
+def rand(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
+    gdev = generator.device if generator is not None else device
+    return torch.rand(tuple(shape), generator=generator, device=gdev, dtype=dtype).to(device)
+
+
+def randint(high: int, shape, generator: torch.Generator | None, device) -> torch.Tensor:
+    gdev = generator.device if generator is not None else device
+    return torch.randint(0, int(high), tuple(shape), generator=generator, device=gdev).to(device)

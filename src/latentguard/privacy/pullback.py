@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from latentguard.core.runtime import randn
 from latentguard.core.state import frozen
 
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
@@ -194,12 +195,6 @@ def _batched(fn, z_rep: torch.Tensor, w: torch.Tensor, chunk: int) -> torch.Tens
 # ----------------------------------------------------------------------------------------------------
 # estimators
 # ----------------------------------------------------------------------------------------------------
-def _randn(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Gaussian draws from ``generator``'s device (a CPU generator works for CUDA latents)."""
-    gdev = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32).to(device)
-
-
 def _flat_dim(z: torch.Tensor) -> int:
     return int(np.prod(z.shape[1:]))
 
@@ -245,7 +240,7 @@ def topk_singular_values(
 
     with _frozen(decoder):
         out_shape = decode(z[:1].detach()).shape[1:]
-        omega = _randn((n, d, l), generator, z.device)
+        omega = randn((n, d, l), generator, z.device)
         q = torch.linalg.qr(omega.to(z.dtype)).Q
         for _ in range(power_iters):
             y = torch.linalg.qr(apply_j(q)).Q
@@ -281,7 +276,7 @@ def hutchinson_diag(
     with _frozen(decoder):
         out_shape = decode(z[:1].detach()).shape[1:]
         z_rep = z.detach().repeat_interleave(probes, dim=0)
-        v = _randn((n * probes, *out_shape), generator, z.device)
+        v = randn((n * probes, *out_shape), generator, z.device)
         g = _batched(lambda a, b: vjp(decode, a, b), z_rep, v.to(z.dtype), probe_batch)
     return g.reshape(n, probes, d).pow(2).mean(1)
 

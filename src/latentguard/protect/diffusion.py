@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from latentguard.models.vae import LatentVAE
-from latentguard.protect.engine import Protection, randint, randn, sample_posterior
+from latentguard.core.runtime import randint, randn
+from latentguard.protect.engine import Protection, sample_posterior
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 

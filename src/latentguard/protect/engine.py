@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from latentguard.core.runtime import rand, randint, randn
 from latentguard.core.state import frozen
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.vae import LatentVAE
@@ -49,22 +50,6 @@ STEP_DECAYS = ("none", "linear", "cosine")
 # --------------------------------------------------------------------------------------------------
 # small helpers shared by the methods
 # --------------------------------------------------------------------------------------------------
-def randn(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device (so a CPU generator works for any model)."""
-    gdev = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=gdev, dtype=dtype).to(device)
-
-
-def rand(shape, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
-    gdev = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=gdev, dtype=dtype).to(device)
-
-
-def randint(high: int, shape, generator: torch.Generator | None, device) -> torch.Tensor:
-    gdev = generator.device if generator is not None else device
-    return torch.randint(0, int(high), tuple(shape), generator=generator, device=gdev).to(device)
-
-
 def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Reparameterised sample ``mean + exp(logvar/2) * n`` (differentiable in mean and logvar)."""
     return mean + torch.exp(0.5 * logvar) * randn(mean.shape, generator, mean.device, mean.dtype)
