@@ -37,7 +37,7 @@ def test_pca_plus_raises_kl(runs):
     kl0 = runs["clean"][0]
     ratio = runs["pca+"][0] / kl0
     noise = runs["noise"][0] / kl0
-    # measured: x1.11-1.35 per image, mean x1.24 (noise control: x0.985-1.00)
+    # measured: x1.10-1.32 per image, mean x1.20 (noise control: x0.99-1.00)
     assert (ratio > 1.06).all(), ratio
     assert float(ratio.mean()) > 1.12, ratio
     assert (ratio - noise > 0.05).all()
@@ -46,17 +46,18 @@ def test_pca_plus_raises_kl(runs):
 def test_pca_minus_lowers_kl(runs):
     kl0 = runs["clean"][0]
     ratio = runs["pca-"][0] / kl0
-    # measured: KL x0.61-0.95, mean x0.80 (noise control: x0.985-1.00). The loss with v=1e-8 is dominated by
-    # mu^2/v, so PCA- drives mu to 0; the mean sigma^2 is not pushed down on zoo:vae-a (measured x0.45-9.9).
-    assert (ratio < 0.98).all(), ratio
-    assert float(ratio.mean()) < 0.9, ratio
+    # measured: KL x0.77-0.96, mean x0.87 (noise control: x0.99-1.00). The loss with v=1e-8 is dominated by
+    # mu^2/v, so PCA- drives mu to 0 (sum mu^2 x0.54-0.75); the mean sigma^2 is not pushed down on zoo:vae-a
+    # (measured x0.46-3.05).
+    assert (ratio < 0.985).all(), ratio
+    assert float(ratio.mean()) < 0.93, ratio
 
 
 def test_pca_plus_degrades_sampled_reconstruction(runs):
     p_clean = runs["clean"][2]
     drop = p_clean - runs["pca+"][2]
     drop_noise = p_clean - runs["noise"][2]
-    # measured: 0.7-5.9 dB per image, mean 2.4 dB (noise control: mean 0.25 dB)
+    # measured: 0.6-5.1 dB per image, mean 2.25 dB (noise control: mean 0.21 dB); 4.4 dB at 256 px (slow test)
     assert (drop > 0.3).all(), drop
     assert float(drop.mean()) > 1.2
     assert float(drop.mean()) > 3 * float(drop_noise.mean())
@@ -64,8 +65,8 @@ def test_pca_plus_degrades_sampled_reconstruction(runs):
 
 def test_pca_effect_grows_with_the_budget(vae_a, samples64):
     """On the bundled VAEs the paper's budget moves the posterior only moderately (docs/protect.md); a larger
-    budget must move it more, in both directions (measured at 32/255, T=80: PCA+ mu^2 x1.5-2.0, PCA- x0.16-0.48
-    vs x1.23-1.45 and x0.45-0.72 at 16/255)."""
+    budget must move it more, in both directions (4 photos, measured at 32/255, T=80: PCA+ sum mu^2 x1.25-1.92,
+    PCA- x0.27-0.54, vs x1.19-1.37 and x0.54-0.75 at 16/255)."""
     x = samples64[:2]
 
     def mu2(img):
@@ -74,7 +75,23 @@ def test_pca_effect_grows_with_the_budget(vae_a, samples64):
 
     m0 = mu2(x)
     small = {n: mu2(get(n, vae=vae_a, eps=16 / 255, steps=40).protect(x).images) / m0 for n in ("pca+", "pca-")}
-    large = {n: mu2(get(n, vae=vae_a, eps=32 / 255, steps=80, alpha=4 / 255).protect(x).images) / m0
+    large = {n: mu2(get(n, vae=vae_a, eps=32 / 255, steps=40, alpha=4 / 255).protect(x).images) / m0
              for n in ("pca+", "pca-")}
     assert (large["pca+"] > small["pca+"] * 1.1).all(), (small, large)
     assert (large["pca-"] < small["pca-"] * 0.85).all(), (small, large)
+
+
+@pytest.mark.slow
+def test_pca_plus_costs_several_db_on_full_256px_photos(vae_a):
+    """The issue's "several dB": at 256 px (2 photos, paper defaults) the sampled-latent reconstruction of the
+    PCA+ image loses 4.4 dB on average (1.8 and 6.9 dB) vs 0.6 dB for random sign noise of the same budget."""
+    from latentguard.data import sample_images
+
+    x = sample_images(256)[:2]
+    g = torch.Generator().manual_seed(1)
+    noisy = (x + (torch.randint(0, 2, x.shape, generator=g) * 2 - 1) * 16 / 255).clamp(0, 1)
+    p0 = _stats(vae_a, x, x)[2]
+    drop = p0 - _stats(vae_a, get("pca+", vae=vae_a).protect(x).images, x)[2]
+    drop_noise = p0 - _stats(vae_a, noisy, x)[2]
+    assert float(drop.mean()) > 3.0 and (drop > 1.0).all(), drop
+    assert float(drop.mean()) > 4 * float(drop_noise.mean()), (drop, drop_noise)
