@@ -88,7 +88,8 @@ def card(name: str, quality: dict) -> str | None:
             ft_log = [json.loads(x) for x in (folder / "finetune_log.jsonl").read_text().splitlines() if x.strip()]
             lines += [f"Stage 2 (fine-tune, `latentguard.zoo.recipes.finetune_vae`): from the stage-1 weights, "
                       f"{rec['finetune_steps_done']} of {ft['steps']} steps, lr {ft['lr']} (warm-up {ft['warmup']} + cosine), "
-                      f"seed {ft['seed']}; each step the stage-1 loss on crops of "
+                      f"seed {ft['seed']}; each step the stage-1 loss"
+                      + (f" plus {ft['ssim_weight']} x (1 - SSIM)" if ft.get("ssim_weight") else "") + " on crops of "
                       + ", ".join(f"{side} px (batch {n})" for side, n in ft["sizes"])
                       + f", plus an anchor on {ft['anchor_images']} fixed Fashion-MNIST training images (32 px, batch "
                       f"{ft['anchor_batch']}) keeping the posterior mean (weight {ft['anchor_latent_weight']}, scaled "

@@ -25,10 +25,9 @@ from latentguard.zoo import data as zdata
 # ----------------------------------------------------------------------------------------------------
 VAE_CONFIGS = {
     # SD-family KL autoencoder, factor 4, 4 latent channels, fully convolutional (a first build with SD's
-    # mid-block attention lost 6.6 dB between 64 px crops and 256 px images). Known limitation of the
-    # bundled build: with one channel per GroupNorm group at the first level it still loses ~7 dB at
-    # 256 px (see the card); ``big_crop`` (alternate 64/128 px crops) and norm_num_groups=16 are the
-    # proposed fix, not yet trained (it needs the t2i chain rebuilt on its latents).
+    # mid-block attention lost 6.6 dB between 64 px crops and 256 px images). With one channel per GroupNorm
+    # group at the first level, stage 1 (64 px crops only) still lost ~7 dB at 256 px; the recipe's stage 2
+    # (``finetune_vae``: 64/128/256 px crops at once) recovers most of it (see the card).
     "vae-a": dict(
         block_out_channels=(32, 64, 128), layers_per_block=1, latent_channels=4, norm_num_groups=32,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
