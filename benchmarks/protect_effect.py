@@ -30,6 +30,7 @@ PCA = ("pca+", "pca-", "pca-adaptive")
 
 def _posterior_stats(vae, img, clean, seed: int = 0) -> dict[str, torch.Tensor]:
     from latentguard.core.runtime import torch_generator
+    from latentguard.protect import kl_standard_normal
     from latentguard.protect.engine import psnr, sample_posterior
 
     with torch.no_grad():
@@ -37,7 +38,7 @@ def _posterior_stats(vae, img, clean, seed: int = 0) -> dict[str, torch.Tensor]:
         rec = vae.decode(sample_posterior(mean, logvar, torch_generator(seed))).clamp(0, 1)
     flat_m, flat_lv = mean.flatten(1), logvar.flatten(1)
     return {
-        "kl": 0.5 * (flat_m.pow(2) + flat_lv.exp() - 1 - flat_lv).sum(1),
+        "kl": kl_standard_normal(mean, logvar),
         "mu2": flat_m.pow(2).sum(1),
         "neg_logvar": (-flat_lv).sum(1),
         "sigma2": flat_lv.exp().mean(1),

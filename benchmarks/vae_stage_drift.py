@@ -19,6 +19,7 @@ import torch
 def main(argv: list[str] | None = None) -> int:
     from diffusers import AutoencoderKL
 
+    from latentguard.evaluate.metrics import psnr as psnr_per_image
     from latentguard.zoo import data as zdata
 
     ap = argparse.ArgumentParser()
@@ -33,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     imgs, _ = zdata.fashion_mnist("test")
     x = torch.from_numpy(zdata.fashion_to_rgb32(imgs[: a.n])) * 2 - 1
 
-    def psnr(u, v):  # images in [-1, 1]: peak-to-peak 2
-        return float((10 * torch.log10(4 / (u - v).pow(2).flatten(1).mean(1))).mean())
+    def psnr(u, v):  # mean over images; images in [-1, 1]: peak-to-peak 2
+        return float(psnr_per_image(u, v, data_range=2.0).mean())
 
     with torch.no_grad():
         zo, zn = old.encode(x).latent_dist.mean, new.encode(x).latent_dist.mean

@@ -153,3 +153,17 @@ def test_zoo_export_t2i_is_a_standard_diffusers_pipeline(tmp_path):
     img = pipe("a photo of a sneaker", height=32, width=32, num_inference_steps=3,
                generator=torch.Generator().manual_seed(0), output_type="pt").images
     assert img.shape == (1, 3, 32, 32)
+
+
+def test_zoo_train_init_is_checked_before_anything_is_written(tmp_path, capsys):
+    """`--init` must name a stage-1 VAE folder of a recipe with a fine-tune stage: one-line error, no output."""
+    from latentguard.cli import main
+
+    out = tmp_path / "out"
+    assert main(["zoo", "train", "vae-a", "--init", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "not a VAE folder" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "stage1").mkdir()
+    (tmp_path / "stage1" / "config.json").write_text("{}")
+    assert main(["zoo", "train", "vae-b", "--init", str(tmp_path / "stage1"), "--out", str(out)]) == 2
+    assert "--init applies to recipes with a fine-tune stage; 'vae-b' has none" in capsys.readouterr().err
+    assert not out.exists()

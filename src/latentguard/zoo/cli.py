@@ -33,10 +33,11 @@ def _show(args) -> int:
 
 def _train(args) -> int:
     from latentguard.core.runtime import resolve_device
-    from latentguard.zoo.recipes import RECIPES, train
+    from latentguard.zoo.recipes import RECIPES, check_init, train
 
     if args.name not in RECIPES:
         raise ValueError(f"zoo:{args.name} has no training recipe here (recipes: {', '.join(RECIPES)})")
+    check_init(args.name, Path(args.init) if args.init else None)
     dev = resolve_device(args.device)
     out = Path(args.out)
     from latentguard.io import write_manifest

@@ -181,6 +181,21 @@ def _photos(spec: str) -> list[np.ndarray]:
 # ----------------------------------------------------------------------------------------------------
 # VAE
 # ----------------------------------------------------------------------------------------------------
+def _vae_photo_loss(vae, x: torch.Tensor, kl_w: float, l1_w: float):
+    """The VAE recipes' loss on images ``x`` in [-1,1]: MSE + l1_w * L1 of the reconstruction of a sampled
+    latent, + kl_w * KL(q||N(0,I)) (mean over elements). Returns (loss, reconstruction, mse, kl)."""
+    post = vae.encode(x).latent_dist
+    rec = vae.decode(post.sample()).sample
+    mse = F.mse_loss(rec, x)
+    kl = 0.5 * (post.mean.pow(2) + post.var - 1 - post.logvar).mean()
+    return mse + l1_w * (rec - x).abs().mean() + kl_w * kl, rec, mse, kl
+
+
+def _psnr_pm1(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR (dB) of a mean squared error between images in [-1,1] (peak-to-peak 2)."""
+    return 10 * torch.log10(4.0 / mse.detach())
+
+
 def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None = None, max_minutes: float | None = None,
               stop_at: int | None = None) -> Path:
     from diffusers import AutoencoderKL
@@ -207,19 +222,12 @@ def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None
             x = big_crops.batch(max(1, recipe.batch_size * recipe.extra["crop"] ** 2 // big ** 2)) * 2 - 1
         else:
             x = crops.batch(recipe.batch_size) * 2 - 1
-        post = vae.encode(x).latent_dist
-        z = post.sample()
-        rec = vae.decode(z).sample
-        mse = F.mse_loss(rec, x)
-        l1 = (rec - x).abs().mean()
-        kl = 0.5 * (post.mean.pow(2) + post.var - 1 - post.logvar).mean()
-        loss = mse + l1_w * l1 + kl_w * kl
+        loss, _, mse, kl = _vae_photo_loss(vae, x, kl_w, l1_w)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
-        psnr = 10 * torch.log10(4.0 / mse.detach())  # images in [-1,1]: peak-to-peak 2
-        log(step, steps, loss=loss.item(), mse=mse.item(), kl=kl.item(), psnr=psnr.item())
+        log(step, steps, loss=loss.item(), mse=mse.item(), kl=kl.item(), psnr=_psnr_pm1(mse).item())
         if log.elapsed_min() > max_minutes:
             print(f"time budget reached at step {step}", flush=True)
             break
@@ -282,18 +290,14 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
         stats = {}
         for sampler, n in samplers:
             x = sampler.batch(n) * 2 - 1
-            post = vae.encode(x).latent_dist
-            rec = vae.decode(post.sample()).sample
-            mse = F.mse_loss(rec, x)
-            kl = 0.5 * (post.mean.pow(2) + post.var - 1 - post.logvar).mean()
-            loss = mse + l1_w * (rec - x).abs().mean() + kl_w * kl
+            loss, rec, mse, _ = _vae_photo_loss(vae, x, kl_w, l1_w)
             if ft.get("ssim_weight", 0.0) > 0:
                 s_val = ssim((rec + 1) / 2, (x + 1) / 2).mean()
                 loss = loss + ft["ssim_weight"] * (1 - s_val).float()
                 stats[f"ssim{sampler.crop}"] = s_val.detach()
             loss = loss / len(samplers)
             loss.backward()
-            stats[f"psnr{sampler.crop}"] = 10 * torch.log10(4.0 / mse.detach())
+            stats[f"psnr{sampler.crop}"] = _psnr_pm1(mse)
         i = torch.randint(len(xa), (ft["anchor_batch"],), generator=g).to(device)
         mean = vae.encode(xa[i]).latent_dist.mean
         lat = F.mse_loss(mean * sf, za[i] * sf)
@@ -469,6 +473,17 @@ def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | No
     return out
 
 
+def check_init(name: str, init: Path | None) -> None:
+    """``init`` (a stage-1 folder) is only for recipes with a fine-tune stage, and must hold a diffusers VAE."""
+    if init is None:
+        return
+    r = RECIPES[name]
+    if r.kind != "vae" or "finetune" not in r.extra:
+        raise ValueError(f"--init applies to recipes with a fine-tune stage; {name!r} has none")
+    if not (Path(init) / "config.json").is_file():
+        raise ValueError(f"--init {init}: not a VAE folder (no config.json); pass the stage-1 output, e.g. OUT/stage1")
+
+
 def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, max_minutes: float | None = None,
           zoo_dir: Path | None = None, text_cache: Path | None = None, stop_at: int | None = None,
           init: Path | None = None, finetune_steps: int | None = None) -> Path:
@@ -481,8 +496,7 @@ def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, m
         raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(RECIPES)}")
     r = RECIPES[name]
     dev = torch.device(device)
-    if init is not None and (r.kind != "vae" or "finetune" not in r.extra):
-        raise ValueError(f"--init applies to recipes with a fine-tune stage; {name!r} has none")
+    check_init(name, init)
     if r.kind == "vae":
         if "finetune" not in r.extra:
             return train_vae(r, out, dev, steps, max_minutes, stop_at)
