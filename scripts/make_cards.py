@@ -18,7 +18,10 @@ from latentguard.zoo.registry import ENTRIES, cards_root, weights_root  # noqa: 
 
 DATA = {
     "nature": "12 photographs of Debian's `mate-backgrounds` (`/usr/share/backgrounds/mate/nature`; GPL-2+ / CC-BY-SA "
-              "per the package's copyright file), random crops at 6 scales (1 to 0.12), 64x64, horizontal flips (vae-a's stage 2: 64, 128 and 256 px crops)",
+              "per the package's copyright file), random crops at 6 scales (1 to 0.12), 64x64, horizontal flips. Stage 2 "
+              "(64, 128 and 256 px crops) adds the 15 photographs of Debian's `lomiri-wallpapers-16.04` (Ubuntu 18.04 "
+              "wallpaper contest, `/usr/share/backgrounds`; 9 CC-BY-4.0, 5 CC-BY-SA-4.0, 1 CC0-1.0 per the package's "
+              "copyright file; `latentguard.zoo.data.LOMIRI_FILES`)",
     "nature-odd": "the odd-indexed 6 photographs of `mate-backgrounds/nature` plus scikit-learn's two sample photos "
                   "(china.jpg, flower.jpg; CC-BY 2.0 / public domain per scikit-learn), random multi-scale 64x64 crops",
     "fashion": "Fashion-MNIST (Debian `dataset-fashion-mnist`, MIT licence; Zalando Research): 28x28 grayscale product "
@@ -98,7 +101,7 @@ def card(name: str, quality: dict) -> str | None:
                       f"Time: {ft_log[-1]['seconds'] if ft_log else '?'} s (`finetune_log.jsonl`, with the anchor terms).", ""]
             lines += ["Rebuild (both stages; `--init STAGE1_DIR` runs stage 2 only):", "```bash",
                       f"latentguard zoo train {name} --out my-zoo/{name} --steps {rec.get('stage1_steps_done') or steps_done} "
-                      f"--finetune-steps {rec['finetune_steps_done']}   # add --device cuda on a GPU", "```", ""]
+                      f"--finetune-steps {rec['finetune_steps_done']} --max-minutes 600   # add --device cuda on a GPU", "```", ""]
         else:
             lines += ["Rebuild:", "```bash",
                       f"latentguard zoo train {name} --out my-zoo/{name} --steps {steps_done}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,7 +111,7 @@ def test_recipe_smoke(name, tmp_path, monkeypatch):
 
     if "finetune" in RECIPES[name].extra:  # a smaller anchor set and crops keep the smoke run short
         r = RECIPES[name]
-        ft = {**r.extra["finetune"], "anchor_images": 64, "sizes": [[64, 2], [128, 1]]}
+        ft = {**r.extra["finetune"], "anchor_images": 64, "sizes": [[64, 2], [128, 1]], "photos": "nature:even"}
         monkeypatch.setitem(RECIPES, name, replace(r, extra={**r.extra, "finetune": ft}))
 
     try:
@@ -167,3 +168,21 @@ def test_zoo_train_init_is_checked_before_anything_is_written(tmp_path, capsys):
     assert main(["zoo", "train", "vae-b", "--init", str(tmp_path / "stage1"), "--out", str(out)]) == 2
     assert "--init applies to recipes with a fine-tune stage; 'vae-b' has none" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_stage2_photo_sources(tmp_path, monkeypatch):
+    """vae-a's stage 2 trains on the 12 nature photos plus the 15 lomiri photos; a missing package is named."""
+    from latentguard.zoo import data as zdata
+    from latentguard.zoo.recipes import _photos
+
+    assert RECIPES["vae-a"].extra["finetune"]["photos"] == "nature:all+lomiri"
+    try:
+        photos = _photos("nature:all+lomiri")
+    except zdata.DataUnavailableError as exc:
+        pytest.skip(str(exc))
+    assert len(photos) == 27 and all(p.dtype == np.uint8 and p.ndim == 3 and min(p.shape[:2]) >= 1000 for p in photos)
+    monkeypatch.setattr(zdata, "LOMIRI_DIR", tmp_path)
+    with pytest.raises(zdata.DataUnavailableError, match="lomiri-wallpapers-16.04"):
+        zdata.lomiri_photos()
+    with pytest.raises(ValueError, match="unknown photo source"):
+        _photos("nature:all+nope")

@@ -25,10 +25,12 @@ class ImageCrops:
         seed: seed of the sampler.
         scales: resize factors applied to every image (an image smaller than ``crop`` at a scale is
             enlarged to ``crop``); the zoo VAEs were trained with :data:`DEFAULT_SCALES`.
+        floor_sizes: round scaled sizes down instead of to the nearest pixel (the zoo VAE recipes'
+            convention, kept so that their bundled builds repeat exactly).
     """
 
     def __init__(self, images: str | os.PathLike | Sequence, crop: int, seed: int = 0,
-                 scales: Sequence[float] = DEFAULT_SCALES) -> None:
+                 scales: Sequence[float] = DEFAULT_SCALES, *, floor_sizes: bool = False) -> None:
         from PIL import Image
 
         if not isinstance(crop, int) or crop < 8:
@@ -42,7 +44,8 @@ class ImageCrops:
         for arr in arrays:
             im = Image.fromarray(arr)
             for s in scales:
-                w, h = max(crop, round(im.width * s)), max(crop, round(im.height * s))
+                size = (int if floor_sizes else round)
+                w, h = max(crop, size(im.width * s)), max(crop, size(im.height * s))
                 small = np.asarray(im.resize((w, h), Image.Resampling.LANCZOS)) if (w, h) != im.size else arr
                 self.pyramid.append(torch.from_numpy(np.array(small, dtype=np.uint8, copy=True)).permute(2, 0, 1))
         self.generator = torch.Generator().manual_seed(int(seed))

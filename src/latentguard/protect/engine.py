@@ -39,6 +39,9 @@ from torch import nn
 
 from latentguard.core.runtime import rand, randint, randn
 from latentguard.core.state import frozen
+# One PSNR for the whole project (float64, 100 dB for identical images so records stay valid JSON);
+# re-exported here because protect records and benchmarks use it.
+from latentguard.evaluate.metrics import psnr  # noqa: F401
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.vae import LatentVAE
 from latentguard.protect.transforms import parse_transforms
@@ -59,12 +62,6 @@ def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor
     """``KL(N(mean, e^logvar) || N(0, I))`` per image, summed over latent elements: ``[N]``."""
     kl = 0.5 * (mean.float() ** 2 + torch.exp(logvar.float()) - 1.0 - logvar.float())
     return kl.flatten(1).sum(1)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """PSNR (dB, peak 1) per image; ``inf`` for identical images."""
-    mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1)
-    return 10.0 * torch.log10(1.0 / mse)
 
 
 def tile_grid(h: int, w: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int, int, int]]:

@@ -5,6 +5,10 @@ Sources (every one installable from a package registry; licences recorded in the
 * ``nature``  12 photographs from Debian's ``mate-backgrounds`` (``/usr/share/backgrounds/mate/nature``),
   GPL-2+/CC-BY-SA. Training data of ``vae-a`` (all 12) and ``vae-b`` (the odd-indexed 6 plus the two
   scikit-learn sample photos).
+* ``lomiri`` 15 photographs from Debian's ``lomiri-wallpapers-16.04`` (``/usr/share/backgrounds``), the
+  Ubuntu 18.04 community wallpaper contest: CC-BY-4.0 (Aitzol Berasategi x5, Trevor "Freespace" x2, Abhishek
+  Mudgal, Jakub Mede), CC-BY-SA-4.0 (Peter Nerlich x3, Sander Klootwijk, "Bolly") and CC0-1.0 (Clemens
+  Engelhardt), per the package's copyright file. Extra training data of ``vae-a``'s stage 2 only.
 * ``holdout`` CC0 / public-domain photos shipped in scikit-image (astronaut, coffee, chelsea, rocket,
   hubble_deep_field, motorcycle_left, retina, immunohistochemistry). Never used in training: the VAEs'
   held-out quality figures are measured on them.
@@ -22,11 +26,19 @@ from pathlib import Path
 import numpy as np
 
 NATURE_DIR = Path(os.environ.get("LATENTGUARD_NATURE_DIR", "/usr/share/backgrounds/mate/nature"))
+LOMIRI_DIR = Path(os.environ.get("LATENTGUARD_LOMIRI_DIR", "/usr/share/backgrounds"))
 FASHION_DIR = Path(os.environ.get("LATENTGUARD_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
 
 NATURE_FILES = (
     "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "Garden.jpg", "GreenMeadow.jpg",
     "LadyBird.jpg", "RainDrops.jpg", "Storm.jpg", "TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg",
+)
+LOMIRI_FILES = (
+    "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg",
+    "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+    "analogpattern_by_Peter_Nerlich.jpg", "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg",
+    "greentock_by_Peter_Nerlich.jpg", "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+    "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg", "umang_by_Abhishek_Mudgal.jpg",
 )
 HOLDOUT_PHOTOS = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "motorcycle_left", "retina",
@@ -72,6 +84,17 @@ def nature_photos(which: str = "all") -> list[np.ndarray]:
     elif which != "all":
         raise ValueError(f"which must be all|even|odd, got {which!r}")
     return [_read_rgb(NATURE_DIR / n) for n in names]
+
+
+def lomiri_photos() -> list[np.ndarray]:
+    """The 15 community photographs of ``lomiri-wallpapers-16.04`` as uint8 HxWx3 arrays."""
+    missing = [n for n in LOMIRI_FILES if not (LOMIRI_DIR / n).is_file()]
+    if missing:
+        raise DataUnavailableError(
+            f"{LOMIRI_DIR / missing[0]} not found: install Debian's lomiri-wallpapers-16.04 "
+            "(apt-get install lomiri-wallpapers-16.04) or set LATENTGUARD_LOMIRI_DIR"
+        )
+    return [_read_rgb(LOMIRI_DIR / n) for n in LOMIRI_FILES]
 
 
 def sklearn_photos() -> list[np.ndarray]:
