@@ -1,6 +1,7 @@
 """Measure the bundled zoo's quality on held-out data; writes benchmarks/results/zoo_quality.json.
 
-    PYTHONPATH=src python benchmarks/bench_zoo.py [--out benchmarks/results/zoo_quality.json] [--quick]
+    PYTHONPATH=src python benchmarks/bench_zoo.py [--out benchmarks/results/zoo_quality.json] [--only NAME ...]
+    PYTHONPATH=src python benchmarks/bench_zoo.py --vae-dir DIR   # a candidate VAE build: prints, writes nothing
 
 * vae-a / vae-b / vae-a-srl: reconstruction PSNR and SSIM (posterior mean) on the 8 bundled held-out photos
   (scikit-image CC0 set, never seen in training): full 256x256 images, and 64x64 (four random 64x64 crops per photo).
@@ -43,9 +44,10 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def vae_quality(name: str) -> dict:
+    """``name``: a zoo VAE, or a VAE folder."""
     from latentguard.models import load_vae
 
-    vae = load_vae(f"zoo:{name}")
+    vae = load_vae(name if Path(name).is_dir() else f"zoo:{name}")
     full = sample_images(256)
     g = torch.Generator().manual_seed(0)
     crops = []
@@ -159,8 +161,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/zoo_quality.json"))
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--vae-dir", help="measure this VAE folder like the zoo VAEs; print only")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.vae_dir:
+        if not Path(a.vae_dir).is_dir():
+            raise SystemExit(f"--vae-dir {a.vae_dir}: not a folder")
+        print(json.dumps({a.vae_dir: vae_quality(a.vae_dir)}, indent=2))
+        return
     have = set(available())
     res: dict = {}
     outp = Path(a.out)

@@ -51,7 +51,7 @@ from latentguard.evaluate.edits import (
 from latentguard.evaluate.metrics import METRICS, STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
 from latentguard.core.config import read_toml
-from latentguard.evaluate.units import parse_budget
+from latentguard.core.units import parse_budget
 
 BUILTIN_PROTECTIONS = ("none", "random-noise")
 DEFAULT_METRICS = ("psnr", "ssim", "embed-dist", "embed-fid", "embed-clip-score")

@@ -375,7 +375,7 @@ def build_purifications(spec: dict, target: str, models: ModelCache) -> list[Any
     for v in values:
         kw = dict(spec)
         if "eps" in kw:
-            from latentguard.evaluate.units import parse_budget
+            from latentguard.core.units import parse_budget
 
             kw["eps"] = parse_budget(kw["eps"])[0]
         if v is not None:

@@ -10,8 +10,8 @@ import argparse
 import dataclasses
 import shlex
 import sys
-from fractions import Fraction
 
+from latentguard.core.units import cli_number
 from latentguard.harden.recipes import PRESETS, get_preset
 from latentguard.harden.srl import SRLConfig
 
@@ -45,11 +45,7 @@ _HELP = {
 }
 
 
-def _number(text: str) -> float:
-    try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 0.0588 or 15/255)") from None
+_number = cli_number("0.0588 or 15/255")
 
 
 def _opt_number(text: str) -> float | None:

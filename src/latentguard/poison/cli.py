@@ -15,17 +15,14 @@ import json
 import shlex
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from latentguard.core.units import cli_number
 
-def _number(text: str) -> float:
-    try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 0.0314 or 8/255)") from None
+
+_number = cli_number("0.0314 or 8/255")
 
 
 def _command_line() -> str:

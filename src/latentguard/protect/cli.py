@@ -11,17 +11,14 @@ import argparse
 import csv
 import shlex
 import sys
-from fractions import Fraction
 from pathlib import Path
+
+from latentguard.core.units import cli_number
 
 DIFFUSION_METHODS = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
 
 
-def _number(text: str) -> float:
-    try:
-        return float(Fraction(str(text).strip()))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a number: {text!r} (use e.g. 16/255, 0.0627 or 16 with --eps-unit 255)") from None
+_number = cli_number("16/255, 0.0627 or 16 with --eps-unit 255")
 
 
 def _stems(paths: list[Path]) -> dict[Path, str]:
