@@ -27,15 +27,25 @@ def test_zoo_vae_loads_and_reconstructs_held_out_photos(name, samples64):
     assert psnr > 20.0  # trained weights (cards report the full figure); random weights give < 12 dB
 
 
-def test_zoo_vae_a_keeps_its_quality_on_full_256px_photos(vae_a):
-    """The 64-px-trained stage 1 of vae-a lost ~7 dB on full 256 px photos (19.4 dB); its stage-2 fine-tune
-    must hold the card's figures (measured 23.98 dB / SSIM 0.737) on the 8 held-out photos."""
+def test_zoo_vae_a_meets_the_quality_targets_on_held_out_photos(vae_a):
+    """The issue's targets on the 8 held-out photos: >= 24 dB and SSIM >= 0.75 on full 256 px images and on
+    64 px crops. Measured (card): 25.13 / 0.751 and 26.55 / 0.765; the 64-px-trained stage 1 alone gave 19.4 dB
+    at 256 px. The SSIM bound leaves 0.003 for float differences between machines."""
     from latentguard.data import sample_images
     from latentguard.evaluate.metrics import psnr, ssim
 
     x = sample_images(256)
     rec = torch.cat([vae_a.reconstruct(x[i : i + 4]) for i in range(0, len(x), 4)])
-    assert float(psnr(rec, x).mean()) > 23.0 and float(ssim(rec, x).mean()) > 0.72
+    assert float(psnr(rec, x).mean()) > 24.0 and float(ssim(rec, x).mean()) > 0.747
+    g = torch.Generator().manual_seed(0)  # benchmarks/bench_zoo.py's crops: four per photo
+    crops = []
+    for im in x:
+        for _ in range(4):
+            y0, x0 = torch.randint(0, 256 - 64 + 1, (2,), generator=g).tolist()
+            crops.append(im[:, y0 : y0 + 64, x0 : x0 + 64])
+    c = torch.stack(crops)
+    rc = torch.cat([vae_a.reconstruct(c[i : i + 16]) for i in range(0, len(c), 16)])
+    assert float(psnr(rc, c).mean()) > 24.0 and float(ssim(rc, c).mean()) > 0.75
 
 
 def test_zoo_vae_runs_at_other_resolutions(vae_a):

@@ -18,7 +18,7 @@ class ZooEntry:
 
 
 ENTRIES: dict[str, ZooEntry] = {
-    "vae-a": ZooEntry("vae-a", "vae", "KL-VAE (SD family, f=4, 4 latent ch, fully convolutional) trained on 12 nature photos"),
+    "vae-a": ZooEntry("vae-a", "vae", "KL-VAE (SD family, f=4, 4 latent ch, fully convolutional) trained on 27 photos (12 nature + 15 lomiri wallpapers)"),
     "vae-b": ZooEntry("vae-b", "vae", "KL-VAE of another architecture and seed (f=4, wider, 2 layers/block, no attention), other photos"),
     "vae-a-srl": ZooEntry("vae-a-srl", "vae", "vae-a hardened by SRL-VAE (encoder fine-tuned, decoder frozen)"),
     "t2i": ZooEntry("t2i", "t2i", "text-conditional latent diffusion on Fashion-MNIST (vae-a latents, frozen MiniLM text)", vae="vae-a"),
