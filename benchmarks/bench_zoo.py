@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.data import sample_images  # noqa: E402
+from latentguard.data import sample_crops, sample_images  # noqa: E402
 from latentguard.evaluate.metrics import psnr, ssim  # noqa: E402
 from latentguard.zoo import data as zdata  # noqa: E402
 from latentguard.zoo.registry import available  # noqa: E402
@@ -49,13 +49,7 @@ def vae_quality(name: str) -> dict:
 
     vae = load_vae(name if Path(name).is_dir() else f"zoo:{name}")
     full = sample_images(256)
-    g = torch.Generator().manual_seed(0)
-    crops = []
-    for im in full:
-        for _ in range(4):
-            y, x = torch.randint(0, 256 - 64 + 1, (2,), generator=g).tolist()
-            crops.append(im[:, y : y + 64, x : x + 64])
-    crops = torch.stack(crops)
+    crops = sample_crops(64, per_image=4, seed=0)
     out = {}
     for tag, x in (("256px_full", full), ("64px_crops", crops)):
         rec = torch.cat([vae.reconstruct(x[i : i + 8]) for i in range(0, len(x), 8)])

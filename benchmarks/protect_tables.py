@@ -9,9 +9,11 @@ variance, the PSNR drop of the sampled-latent reconstruction and the PSNR of the
 
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _tables import table_cli  # noqa: E402
 
 DEFAULT = Path(__file__).parent / "results" / "protect_effect.json"
 
@@ -69,18 +71,8 @@ def render(d: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("json", type=Path, nargs="?", default=DEFAULT)
-    ap.add_argument("--out", type=Path)
-    a = ap.parse_args()
-    if not a.json.is_file():
-        raise SystemExit(f"{a.json}: no such file")
-    text = render(json.loads(a.json.read_text()))
-    if a.out:
-        a.out.write_text(text)
-    else:
-        print(text, end="")
+def main(argv: list[str] | None = None) -> None:
+    table_cli(render, __doc__.splitlines()[0], DEFAULT, argv=argv)
 
 
 if __name__ == "__main__":

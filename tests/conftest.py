@@ -45,3 +45,20 @@ def t2i_pipe():
     from latentguard.models import load_pipeline
 
     return load_pipeline("zoo:t2i", kind="img2img")
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("privacy_tables")`` -> the module ``benchmarks/privacy_tables.py`` (not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", root / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load

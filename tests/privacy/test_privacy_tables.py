@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("privacy_tables", ROOT / "benchmarks" / "privacy_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+import pytest
 
 
 def _audit() -> dict:
@@ -30,8 +21,8 @@ def _audit() -> dict:
     return {"attacks": attacks, "timesteps": ts, "distortion": dist}
 
 
-def test_tables_carry_the_json_values(tmp_path):
-    mod = _module()
+def test_tables_carry_the_json_values(tmp_path, load_benchmark):
+    mod = load_benchmark("privacy_tables")
     text = mod.render(_audit())
     assert "| loss | none | 0.900 | 0.500 | 0.250 | 0.125 | 10 | 0.875 |" in text
     assert "| sima | pullback | 0.900 | 0.600 |" in text  # AUROC per timestep
@@ -39,11 +30,7 @@ def test_tables_carry_the_json_values(tmp_path):
     assert text.count("| Q1 |") == 2  # unmasked and pullback-masked
     p = tmp_path / "a.json"
     p.write_text(json.dumps(_audit()))
-    import sys
-
-    argv, sys.argv = sys.argv, ["privacy_tables.py", str(p), "--out", str(tmp_path / "t.md")]
-    try:
-        mod.main()
-    finally:
-        sys.argv = argv
+    mod.main([str(p), "--out", str(tmp_path / "t.md")])
     assert (tmp_path / "t.md").read_text() == text
+    with pytest.raises(SystemExit, match="no such file"):
+        mod.main([str(tmp_path / "missing.json")])

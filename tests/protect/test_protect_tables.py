@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("protect_tables", ROOT / "benchmarks" / "protect_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_tables_carry_the_json_values():
+def test_tables_carry_the_json_values(load_benchmark):
     span = lambda a, b: {"min": a, "max": b, "mean": (a + b) / 2}
     row = {"kl_ratio": span(1.1, 1.3), "mu2_ratio": span(1.2, 1.4), "sigma2_ratio": span(0.1, 0.3),
            "sampled_recon_psnr_drop_db": span(2.0, 6.0), "psnr_to_input_db": span(24.0, 25.0)}
@@ -26,7 +14,7 @@ def test_tables_carry_the_json_values():
                      "loss_after": [7.25, 27.5], "relative_improvement": [None, None]},
              "mist": {"size": 32, "images": 1, "steps": 10, "maximize": False, "loss_before": [0.5],
                       "loss_after": [0.25], "relative_improvement": [0.5]}}}}
-    text = _module().render(d)
+    text = load_benchmark("protect_tables").render(d)
     assert "**zoo:vae-a, 256 px, eps 16/255**, T=40, alpha 2/255 (clean: mean ln sigma^2 -10.0" in text
     assert "| `pca+` | x1.10-1.30 (mean 1.20) | x1.20-1.40 (mean 1.30) | x0.10-0.30 (mean 0.20) | 2.00-6.00 (mean 4.00) dB | 24.5 dB |" in text
     assert "**zoo:vae-a, 64 px, eps 32/255**, T=80, alpha eps/8" in text and "| random ±eps sign noise |" in text

@@ -32,3 +32,21 @@ def sample_images(size: int = 64, n: int | None = None) -> torch.Tensor:
     if size != x.shape[-1]:
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
     return x
+
+
+def sample_crops(size: int = 64, per_image: int = 4, seed: int = 0) -> torch.Tensor:
+    """``per_image`` seeded random ``size x size`` crops of each bundled 256x256 photo, ``[N*per_image,3,size,size]``.
+
+    The zoo's held-out crop set (``benchmarks/bench_zoo.py``, the cards' "64 px crops" figures and the tests
+    that hold them) is ``sample_crops(64, 4, 0)``.
+    """
+    if not 8 <= size <= 256:
+        raise ValueError(f"size must be in [8, 256], got {size}")
+    full = sample_images(256)
+    g = torch.Generator().manual_seed(seed)
+    crops = []
+    for im in full:
+        for _ in range(per_image):
+            y, x = torch.randint(0, 256 - size + 1, (2,), generator=g).tolist()
+            crops.append(im[:, y : y + size, x : x + size])
+    return torch.stack(crops)
