@@ -25,7 +25,8 @@ def test_cli_number_errors_reach_the_user(argv, prog, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert "not a number" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a number" in err and f"latentguard {prog}" in err
 
 
 def test_parse_budget_is_shared_with_evaluate():

@@ -149,6 +149,17 @@ def test_image_crops_are_seeded_and_restorable(image_folder):
     assert not torch.equal(ImageCrops(image_folder, 16, seed=6).batch(3), ImageCrops(image_folder, 16, seed=5).batch(3))
 
 
+def test_image_crops_can_share_their_resized_images(image_folder):
+    """Samplers of several crop sizes on the same images hold each resized image once; crops are unchanged."""
+    levels: dict = {}
+    shared = [ImageCrops(image_folder, c, seed=5, scales=(1.0, 0.5), levels=levels) for c in (16, 32)]
+    alone = [ImageCrops(image_folder, c, seed=5, scales=(1.0, 0.5)) for c in (16, 32)]
+    for a, b in zip(shared, alone):
+        assert torch.equal(a.batch(4), b.batch(4))
+    assert 0 < len(levels) < sum(len(a.pyramid) for a in shared)  # some levels are reused, not recomputed
+    assert any(x is y for x in shared[0].pyramid for y in shared[1].pyramid)
+
+
 def test_image_crops_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageCrops(tmp_path / "nope", 16)

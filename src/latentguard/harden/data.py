@@ -27,10 +27,13 @@ class ImageCrops:
             enlarged to ``crop``); the zoo VAEs were trained with :data:`DEFAULT_SCALES`.
         floor_sizes: round scaled sizes down instead of to the nearest pixel (the zoo VAE recipes'
             convention, kept so that their bundled builds repeat exactly).
+        levels: a dict shared by samplers built on the same ``images`` (e.g. one per crop size): each
+            resized image is computed and held once instead of once per sampler. Crops are unchanged.
     """
 
     def __init__(self, images: str | os.PathLike | Sequence, crop: int, seed: int = 0,
-                 scales: Sequence[float] = DEFAULT_SCALES, *, floor_sizes: bool = False) -> None:
+                 scales: Sequence[float] = DEFAULT_SCALES, *, floor_sizes: bool = False,
+                 levels: dict | None = None) -> None:
         from PIL import Image
 
         if not isinstance(crop, int) or crop < 8:
@@ -41,13 +44,16 @@ class ImageCrops:
         self.crop = crop
         self.sources = len(arrays)
         self.pyramid: list[torch.Tensor] = []
-        for arr in arrays:
+        size = int if floor_sizes else round
+        levels = {} if levels is None else levels
+        for i, arr in enumerate(arrays):
             im = Image.fromarray(arr)
             for s in scales:
-                size = (int if floor_sizes else round)
                 w, h = max(crop, size(im.width * s)), max(crop, size(im.height * s))
-                small = np.asarray(im.resize((w, h), Image.Resampling.LANCZOS)) if (w, h) != im.size else arr
-                self.pyramid.append(torch.from_numpy(np.array(small, dtype=np.uint8, copy=True)).permute(2, 0, 1))
+                if (i, w, h) not in levels:
+                    small = np.asarray(im.resize((w, h), Image.Resampling.LANCZOS)) if (w, h) != im.size else arr
+                    levels[i, w, h] = torch.from_numpy(np.array(small, dtype=np.uint8, copy=True)).permute(2, 0, 1)
+                self.pyramid.append(levels[i, w, h])
         self.generator = torch.Generator().manual_seed(int(seed))
 
     @staticmethod

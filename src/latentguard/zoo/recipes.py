@@ -141,8 +141,8 @@ class PhotoCrops(ImageCrops):
     the recipes' size rounding, its batches moved to ``device``."""
 
     def __init__(self, photos: list[np.ndarray], crop: int, device: torch.device, seed: int,
-                 scales=DEFAULT_SCALES) -> None:
-        super().__init__(photos, crop, seed=seed, scales=scales, floor_sizes=True)
+                 scales=DEFAULT_SCALES, levels: dict | None = None) -> None:
+        super().__init__(photos, crop, seed=seed, scales=scales, floor_sizes=True, levels=levels)
         self.device = device
 
     def batch(self, n: int) -> torch.Tensor:
@@ -257,7 +257,9 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
     vae = AutoencoderKL.from_pretrained(init, torch_dtype=torch.float32).to(device).train()
     sf = float(ref.config.scaling_factor)
     photos = _photos(ft.get("photos", recipe.extra["photos"]))
-    samplers = [(PhotoCrops(photos, side, device, ft["seed"] + i), n) for i, (side, n) in enumerate(ft["sizes"])]
+    levels: dict = {}  # the resized photos, shared by the samplers of every crop size
+    samplers = [(PhotoCrops(photos, side, device, ft["seed"] + i, levels=levels), n)
+                for i, (side, n) in enumerate(ft["sizes"])]
     images, _ = zdata.fashion_mnist("train")
     rng = np.random.default_rng(ft["seed"])
     pick = np.sort(rng.choice(len(images), ft["anchor_images"], replace=False))
