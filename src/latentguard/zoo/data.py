@@ -40,6 +40,8 @@ LOMIRI_FILES = (
     "greentock_by_Peter_Nerlich.jpg", "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
     "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg", "umang_by_Abhishek_Mudgal.jpg",
 )
+# The two photographs of lomiri-wallpapers-20.04 (the other two files there are illustrations), CC-BY-SA-3.0.
+LOMIRI20_FILES = ("Kleiber_by_Lukas_Baubkus.jpg", "Infinite-Sea_by_Aury88.jpg")
 HOLDOUT_PHOTOS = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "motorcycle_left", "retina",
     "immunohistochemistry",
@@ -95,6 +97,17 @@ def lomiri_photos() -> list[np.ndarray]:
             "(apt-get install lomiri-wallpapers-16.04) or set LATENTGUARD_LOMIRI_DIR"
         )
     return [_read_rgb(LOMIRI_DIR / n) for n in LOMIRI_FILES]
+
+
+def lomiri20_photos() -> list[np.ndarray]:
+    """The 2 photographs of ``lomiri-wallpapers-20.04`` (Kleiber by Lukas Baubkus, Infinite Sea by Aury88)."""
+    missing = [n for n in LOMIRI20_FILES if not (LOMIRI_DIR / n).is_file()]
+    if missing:
+        raise DataUnavailableError(
+            f"{LOMIRI_DIR / missing[0]} not found: install Debian's lomiri-wallpapers-20.04 "
+            "(apt-get install lomiri-wallpapers-20.04) or set LATENTGUARD_LOMIRI_DIR"
+        )
+    return [_read_rgb(LOMIRI_DIR / n) for n in LOMIRI20_FILES]
 
 
 def sklearn_photos() -> list[np.ndarray]:

@@ -156,6 +156,8 @@ def _photos(spec: str) -> list[np.ndarray]:
             out += zdata.nature_photos(part.split(":", 1)[1])
         elif part == "lomiri":
             out += zdata.lomiri_photos()
+        elif part == "lomiri20":
+            out += zdata.lomiri20_photos()
         elif part == "sklearn":
             out += zdata.sklearn_photos()
         else:

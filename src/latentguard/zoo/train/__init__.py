@@ -1,0 +1,1 @@
+"""Training recipes of the bundled zoo: above the capabilities, off the runtime import path."""
