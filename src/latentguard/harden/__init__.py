@@ -8,7 +8,7 @@ leaves the decoder bit-identical; the result is a diffusers ``AutoencoderKL`` fo
 
 from latentguard.harden.data import DEFAULT_SCALES, ImageCrops
 from latentguard.harden.perceptual import grad_ssim_distance, perceptual_distance, ssim
-from latentguard.harden.srl import (
+from latentguard.harden.trainer import (
     SRLConfig,
     SRLResult,
     adversarial_psnr,

@@ -1,6 +1,6 @@
 """``latentguard harden``: SRL-VAE fine-tuning from the command line.
 
-Every :class:`~latentguard.harden.srl.SRLConfig` field is a flag (``--eps 15/255``, ``--orig-weight 0.1``,
+Every :class:`~latentguard.harden.trainer.SRLConfig` field is a flag (``--eps 15/255``, ``--orig-weight 0.1``,
 ...); unset flags take the ``--preset``'s value (``default`` unless given).
 """
 
@@ -13,7 +13,7 @@ import sys
 
 from latentguard.core.units import cli_number
 from latentguard.harden.recipes import PRESETS, get_preset
-from latentguard.harden.srl import SRLConfig
+from latentguard.harden.trainer import SRLConfig
 
 _HELP = {
     "eps": "l_inf budget of the inner PGD in [0,1] units (fractions allowed: 15/255)",
@@ -100,14 +100,14 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from latentguard.cli import UserError
-    from latentguard.harden.srl import harden
+    from latentguard.harden.trainer import harden
     from latentguard.models import load_vae
 
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    from latentguard.harden.srl import launched_distributed
+    from latentguard.harden.trainer import launched_distributed
 
     cfg = config_from_args(args)
     if launched_distributed() and not args.accelerate:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from latentguard.harden.srl import SRLConfig
+from latentguard.harden.trainer import SRLConfig
 
 PRESETS: dict[str, SRLConfig] = {
     "default": SRLConfig(),
