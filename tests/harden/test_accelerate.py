@@ -16,7 +16,7 @@ TINY = dict(steps=3, batch_size=2, crop=16, attack_steps=2, warmup_steps=1, chec
 
 
 def test_accelerate_one_cpu_process_matches_plain_loop(tiny_vae, make_crops, tmp_path, monkeypatch):
-    from latentguard.harden.trainer import latest_checkpoint
+    from latentguard.harden import latest_checkpoint
     from latentguard.models import load_vae
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)

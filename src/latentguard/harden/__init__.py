@@ -6,20 +6,12 @@ leaves the decoder bit-identical; the result is a diffusers ``AutoencoderKL`` fo
 ``latentguard.models.load_vae`` and diffusers pipelines take unchanged. See ``docs/harden.md``.
 """
 
+from latentguard.harden.artifacts import latest_checkpoint, save_hardened
+from latentguard.harden.attack import adversarial_psnr, psnr, reconstruction_attack, reconstruction_objective
+from latentguard.harden.config import SRLConfig
 from latentguard.harden.data import DEFAULT_SCALES, ImageCrops
 from latentguard.harden.perceptual import grad_ssim_distance, perceptual_distance, ssim
-from latentguard.harden.trainer import (
-    SRLConfig,
-    SRLResult,
-    adversarial_psnr,
-    harden,
-    is_clean_step,
-    latest_checkpoint,
-    psnr,
-    reconstruction_attack,
-    reconstruction_objective,
-    save_hardened,
-)
+from latentguard.harden.trainer import SRLResult, harden, is_clean_step
 
 __all__ = [
     "DEFAULT_SCALES", "ImageCrops", "SRLConfig", "SRLResult", "adversarial_psnr", "grad_ssim_distance", "harden",

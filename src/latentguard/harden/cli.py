@@ -1,6 +1,6 @@
 """``latentguard harden``: SRL-VAE fine-tuning from the command line.
 
-Every :class:`~latentguard.harden.trainer.SRLConfig` field is a flag (``--eps 15/255``, ``--orig-weight 0.1``,
+Every :class:`~latentguard.harden.config.SRLConfig` field is a flag (``--eps 15/255``, ``--orig-weight 0.1``,
 ...); unset flags take the ``--preset``'s value (``default`` unless given).
 """
 
@@ -12,8 +12,8 @@ import shlex
 import sys
 
 from latentguard.core.units import cli_number
+from latentguard.harden.config import SRLConfig
 from latentguard.harden.recipes import PRESETS, get_preset
-from latentguard.harden.trainer import SRLConfig
 
 _HELP = {
     "eps": "l_inf budget of the inner PGD in [0,1] units (fractions allowed: 15/255)",

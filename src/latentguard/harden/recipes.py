@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from latentguard.harden.trainer import SRLConfig
+from latentguard.harden.config import SRLConfig
 
 PRESETS: dict[str, SRLConfig] = {
     "default": SRLConfig(),
