@@ -1,4 +1,5 @@
-"""Shared fixtures: real bundled models and photos (skipped with a reason when the zoo is not built)."""
+"""Shared fixtures: real bundled models and photos (skipped with a reason when the zoo is not built), and the
+one tiny random VAE that the mechanics tests use (always available)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,65 @@ torch.set_num_threads(int(os.environ.get("LATENTGUARD_TEST_THREADS", "2")))
 from latentguard.testing import require_zoo  # noqa: E402  (re-exported for fixtures below)
 
 
+# ----------------------------------------------------------------------------------------------------
+# the tiny random VAE (random weights, seeded; seconds on one core)
+# ----------------------------------------------------------------------------------------------------
+TINY_VAE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+    down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=4,
+    sample_size=16,  # only the tiling threshold of diffusers (tiling is never enabled): no effect on numbers
+)
+
+
+def make_tiny_vae(seed: int = 0, *, train: bool = False, frozen: bool = False):
+    """The tests' tiny diffusers ``AutoencoderKL`` (f=2, 4 latent channels, widths 8/16, mid-block attention),
+    weights drawn after ``torch.manual_seed(seed)``, wrapped as a :class:`~latentguard.models.LatentVAE`
+    with ``spec="tiny-{seed}"``.
+
+    Variants (same weights for the same seed, only the module state differs):
+        train: leave the model in train mode (default: eval), as the poison tests need.
+        frozen: ``requires_grad_(False)`` on every parameter, as the harden tests use it.
+    ``make_tiny_vae(seed).model`` is the bare ``AutoencoderKL`` (e.g. to ``save_pretrained`` a folder).
+    """
+    from diffusers import AutoencoderKL
+
+    from latentguard.models import LatentVAE
+
+    torch.manual_seed(seed)
+    model = AutoencoderKL(**TINY_VAE_CONFIG)
+    model.train(train)
+    if frozen:
+        model.requires_grad_(False)
+    return LatentVAE(model, spec=f"tiny-{seed}")
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_factory():
+    """``tiny_vae_factory(seed=0, train=False, frozen=False)`` -> a fresh :func:`make_tiny_vae`."""
+    return make_tiny_vae
+
+
+@pytest.fixture(scope="session")
+def tiny_vae():
+    """Seed 0, eval mode, trainable parameters (tests that change its state restore it)."""
+    return make_tiny_vae(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_b():
+    """Seed 1: a second surrogate of the same architecture (ensembles, transfer)."""
+    return make_tiny_vae(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_frozen():
+    """Seed 0 with every parameter frozen (the harden tests' VAE); a separate object from ``tiny_vae``."""
+    return make_tiny_vae(0, frozen=True)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the bundled zoo
+# ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def vae_a():
     require_zoo("vae-a")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 
-def require_zoo(*names: str) -> None:
-    """Skip the calling test, with the reason, when a zoo model's weights are absent."""
+def require_zoo(*names: str, hint: str = "latentguard zoo train NAME") -> None:
+    """Skip the calling test, with the reason, when a zoo model's weights are absent.
+
+    ``hint`` says how to build them (default: the zoo's own recipes).
+    """
     import pytest
 
     from latentguard.zoo.registry import available
 
     missing = [n for n in names if n not in set(available())]
     if missing:
-        pytest.skip(f"zoo weights not built: {', '.join(missing)} (latentguard zoo train NAME)")
+        pytest.skip(f"zoo weights not built: {', '.join(missing)} ({hint})")
 
 
 def require_data(fn, *args):

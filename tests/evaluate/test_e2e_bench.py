@@ -8,6 +8,7 @@ import re
 import pytest
 
 from latentguard.cli import main
+from latentguard.testing import require_zoo
 
 TINY = """
 [run]
@@ -54,11 +55,7 @@ quality = [50]
 
 @pytest.fixture(scope="module")
 def bench_dir(tmp_path_factory):
-    from latentguard.zoo.registry import available
-
-    missing = {"vae-a", "t2i", "embed"} - set(available())
-    if missing:
-        pytest.skip(f"zoo weights not built: {', '.join(sorted(missing))}")
+    require_zoo("embed", "t2i", "vae-a")
     d = tmp_path_factory.mktemp("bench")
     (d / "tiny.toml").write_text(TINY)
     rc = main(["bench", str(d / "tiny.toml"), "--out", str(d / "out"), "--no-progress"])
@@ -163,10 +160,8 @@ class _FakeStandard:
 def test_standard_metrics_wired_when_available(tmp_path, monkeypatch):
     from latentguard.evaluate import bench as B
     from latentguard.evaluate import metrics as M
-    from latentguard.zoo.registry import available
 
-    if "vae-a" not in available():
-        pytest.skip("zoo weights not built: vae-a")
+    require_zoo("vae-a")
     status = {k: {"available": True, "reason": "fake", "stand_in": v}
               for k, v in (("lpips", "embed-dist"), ("fid", "embed-fid"), ("clip-score", "embed-clip-score"))}
     monkeypatch.setattr(B, "standard_metric_status", lambda: status)

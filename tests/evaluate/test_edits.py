@@ -7,6 +7,7 @@ import torch
 
 from latentguard.evaluate import edits as E
 from latentguard.evaluate.metrics import psnr
+from latentguard.testing import require_zoo
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +68,7 @@ def test_img2img_seeded_paired_and_strength(t2i_pipe, imgs):
 
 
 def test_inpaint_unavailable_on_zoo():
-    from latentguard.zoo.registry import available
-
-    if "t2i" not in available():
-        pytest.skip("zoo weights not built: t2i")
+    require_zoo("t2i")
     edits = E.build_edits({"kind": "inpaint", "prompts": ["add some snow"]}, "zoo:t2i", E.ModelCache())
     assert len(edits) == 1 and isinstance(edits[0], E.Unavailable)
     assert "inpaint" in edits[0].reason
@@ -79,10 +77,7 @@ def test_inpaint_unavailable_on_zoo():
 
 
 def test_build_edits_expands_pca_prompts():
-    from latentguard.zoo.registry import available
-
-    if "t2i" not in available():
-        pytest.skip("zoo weights not built: t2i")
+    require_zoo("t2i")
     cache = E.ModelCache()
     edits = E.build_edits({"kind": "img2img", "prompts": "pca", "strength": 0.5, "steps": 10}, "zoo:t2i", cache)
     assert [e.name for e in edits] == [f"img2img[{E.prompt_label(p)}]" for p in E.PCA_PROMPTS]
@@ -104,10 +99,7 @@ def test_target_specs():
 
 
 def test_swapped_vae_target_uses_that_vae():
-    from latentguard.zoo.registry import available
-
-    if not {"t2i", "vae-a", "vae-b"} <= set(available()):
-        pytest.skip("zoo weights not built: t2i, vae-a, vae-b")
+    require_zoo("t2i", "vae-a", "vae-b")
     cache = E.ModelCache()
     v = cache.vae("zoo:t2i[vae=zoo:vae-b]")
     assert v.spec == "zoo:vae-b" and cache.vae("zoo:t2i").spec == "zoo:t2i"

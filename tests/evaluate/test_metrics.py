@@ -8,6 +8,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from latentguard.evaluate import metrics as M
+from latentguard.testing import require_zoo
 
 
 def _pairs(seed: int = 0, n: int = 3, size: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,10 +149,8 @@ def test_standard_metric_status_offline():
 
 def test_embed_dist_on_zoo_embedder(samples64):
     from latentguard.models import load_embedder
-    from latentguard.zoo.registry import available
 
-    if "embed" not in available():
-        pytest.skip("zoo weights not built: embed")
+    require_zoo("embed")
 
     emb = load_embedder("zoo:embed")
     d_same = M.embed_dist(emb, samples64, samples64)

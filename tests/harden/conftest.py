@@ -1,23 +1,10 @@
-"""Fixtures of the harden tests: a tiny random KL-VAE (always available) and synthetic training images."""
+"""Fixtures of the harden tests: synthetic training images (the tiny frozen VAE ``tiny_vae_frozen`` is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def tiny_vae():
-    from diffusers import AutoencoderKL
-
-    from latentguard.models.vae import LatentVAE
-
-    torch.manual_seed(0)
-    m = AutoencoderKL(block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4,
-                      down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                      sample_size=16)
-    m.requires_grad_(False).eval()
-    return LatentVAE(m, spec="tiny")
 
 
 def synthetic_images(n: int = 3, size: int = 48, seed: int = 0) -> list[torch.Tensor]:

@@ -26,8 +26,8 @@ def _run(argv):
 
 
 @pytest.fixture()
-def tiny_folder(tiny_vae, tmp_path):
-    tiny_vae.save_pretrained(str(tmp_path / "tiny"))
+def tiny_folder(tiny_vae_frozen, tmp_path):
+    tiny_vae_frozen.save_pretrained(str(tmp_path / "tiny"))
     return tmp_path / "tiny"
 
 

@@ -47,27 +47,27 @@ def test_clean_step_interleaving_density():
         assert abs(n - 1000 * r) <= 1
 
 
-def test_attack_respects_budget_raises_loss_and_does_not_mutate(tiny_vae):
+def test_attack_respects_budget_raises_loss_and_does_not_mutate(tiny_vae_frozen):
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     x0 = x.clone()
-    req = [p.requires_grad for p in tiny_vae.parameters()]
+    req = [p.requires_grad for p in tiny_vae_frozen.parameters()]
     eps = 8 / 255
-    adv = reconstruction_attack(tiny_vae, x, eps=eps, steps=5, perceptual="grad-ssim", perceptual_weight=0.1,
+    adv = reconstruction_attack(tiny_vae_frozen, x, eps=eps, steps=5, perceptual="grad-ssim", perceptual_weight=0.1,
                                 generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, x0)
     assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():
-        clean = reconstruction_objective(tiny_vae, x, x, "grad-ssim", 0.1)
-        attacked = reconstruction_objective(tiny_vae, adv, x, "grad-ssim", 0.1)
+        clean = reconstruction_objective(tiny_vae_frozen, x, x, "grad-ssim", 0.1)
+        attacked = reconstruction_objective(tiny_vae_frozen, adv, x, "grad-ssim", 0.1)
     assert (attacked > clean).all()
-    assert [p.requires_grad for p in tiny_vae.parameters()] == req
+    assert [p.requires_grad for p in tiny_vae_frozen.parameters()] == req
     with pytest.raises(ValueError, match="eps"):
-        reconstruction_attack(tiny_vae, x, eps=0.0)
+        reconstruction_attack(tiny_vae_frozen, x, eps=0.0)
 
 
-def test_decoder_bit_identical_encoder_changed_input_untouched(tiny_vae, make_crops):
-    before = {k: v.clone() for k, v in tiny_vae.model.state_dict().items()}
-    res = harden(tiny_vae, make_crops(), SRLConfig(**TINY, perceptual="grad-ssim"), progress=False)
+def test_decoder_bit_identical_encoder_changed_input_untouched(tiny_vae_frozen, make_crops):
+    before = {k: v.clone() for k, v in tiny_vae_frozen.model.state_dict().items()}
+    res = harden(tiny_vae_frozen, make_crops(), SRLConfig(**TINY, perceptual="grad-ssim"), progress=False)
     after = res.vae.model.state_dict()
     dec_keys = [k for k in after if k.startswith(("decoder.", "post_quant_conv."))]
     enc_keys = [k for k in after if k.startswith(("encoder.", "quant_conv."))]
@@ -75,22 +75,22 @@ def test_decoder_bit_identical_encoder_changed_input_untouched(tiny_vae, make_cr
     assert all(torch.equal(after[k], before[k]) for k in dec_keys)
     assert any(not torch.equal(after[k], before[k]) for k in enc_keys)
     # the input VAE is not modified and stays frozen
-    assert all(torch.equal(v, before[k]) for k, v in tiny_vae.model.state_dict().items())
-    assert not any(p.requires_grad for p in tiny_vae.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in tiny_vae_frozen.model.state_dict().items())
+    assert not any(p.requires_grad for p in tiny_vae_frozen.parameters())
     assert not any(p.requires_grad for p in res.vae.parameters()) and not res.vae.model.training
 
 
-def test_saved_folder_reloads_and_encodes_identically(tiny_vae, make_crops, tmp_path):
+def test_saved_folder_reloads_and_encodes_identically(tiny_vae_frozen, make_crops, tmp_path):
     from latentguard.models import load_vae
 
-    res = harden(tiny_vae, make_crops(), SRLConfig(**TINY), out_dir=tmp_path / "run", progress=False)
+    res = harden(tiny_vae_frozen, make_crops(), SRLConfig(**TINY), out_dir=tmp_path / "run", progress=False)
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     for spec in (tmp_path / "run", tmp_path / "run" / "vae"):
         v = load_vae(str(spec))
         m1, l1 = v.encode(x)
         m2, l2 = res.vae.encode(x)
         assert torch.equal(m1, m2) and torch.equal(l1, l2)
-        assert torch.equal(v.decode(m1), tiny_vae.decode(m1))
+        assert torch.equal(v.decode(m1), tiny_vae_frozen.decode(m1))
     for name in ("run.json", "train_log.jsonl", "loss.png", "summary.csv", "vae/srl.json", "vae/config.json"):
         assert (tmp_path / "run" / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
@@ -98,22 +98,22 @@ def test_saved_folder_reloads_and_encodes_identically(tiny_vae, make_crops, tmp_
     assert json.loads((tmp_path / "run" / "vae" / "srl.json").read_text())["complete"] is True
 
 
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_vae, make_crops, tmp_path):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_vae_frozen, make_crops, tmp_path):
     cfg = SRLConfig(**{**TINY, "steps": 6})
-    ref = harden(tiny_vae, make_crops(), cfg, progress=False)
+    ref = harden(tiny_vae_frozen, make_crops(), cfg, progress=False)
 
     def crash(step, row):
         if step == 5:
             raise KeyboardInterrupt  # killed between checkpoints
 
     with pytest.raises(KeyboardInterrupt):
-        harden(tiny_vae, make_crops(), cfg, out_dir=tmp_path / "run", progress=False, callback=crash)
+        harden(tiny_vae_frozen, make_crops(), cfg, out_dir=tmp_path / "run", progress=False, callback=crash)
     assert latest_checkpoint(tmp_path / "run").name == "step-0000004.pt"
     with pytest.raises(ValueError, match="already holds an SRL-VAE run"):
-        harden(tiny_vae, make_crops(), cfg, out_dir=tmp_path / "run", progress=False)
+        harden(tiny_vae_frozen, make_crops(), cfg, out_dir=tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="'lr'"):
-        harden(tiny_vae, make_crops(), cfg.replace(lr=1e-3), out_dir=tmp_path / "run", resume=True, progress=False)
-    res = harden(tiny_vae, make_crops(), cfg, out_dir=tmp_path / "run", resume=True, progress=False)
+        harden(tiny_vae_frozen, make_crops(), cfg.replace(lr=1e-3), out_dir=tmp_path / "run", resume=True, progress=False)
+    res = harden(tiny_vae_frozen, make_crops(), cfg, out_dir=tmp_path / "run", resume=True, progress=False)
     assert res.steps_done == 6 and res.complete
     a, b = ref.vae.model.state_dict(), res.vae.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -121,18 +121,18 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_vae, make_crop
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_resume_errors(tiny_vae, make_crops, tmp_path):
+def test_resume_errors(tiny_vae_frozen, make_crops, tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        harden(tiny_vae, make_crops(), SRLConfig(**TINY), out_dir=tmp_path / "empty", resume=True, progress=False)
+        harden(tiny_vae_frozen, make_crops(), SRLConfig(**TINY), out_dir=tmp_path / "empty", resume=True, progress=False)
     with pytest.raises(ValueError, match="resume=True needs out_dir"):
-        harden(tiny_vae, make_crops(), SRLConfig(**TINY), resume=True, progress=False)
+        harden(tiny_vae_frozen, make_crops(), SRLConfig(**TINY), resume=True, progress=False)
     with pytest.raises(ValueError, match="multiple of the VAE's downsample factor"):
-        harden(tiny_vae, make_crops(crop=15), SRLConfig(**{**TINY, "crop": 15}), progress=False)
+        harden(tiny_vae_frozen, make_crops(crop=15), SRLConfig(**{**TINY, "crop": 15}), progress=False)
 
 
-def test_max_minutes_stops_and_checkpoints(tiny_vae, make_crops, tmp_path):
+def test_max_minutes_stops_and_checkpoints(tiny_vae_frozen, make_crops, tmp_path):
     cfg = SRLConfig(**{**TINY, "steps": 50, "checkpoint_every": 100})
-    res = harden(tiny_vae, make_crops(), cfg, out_dir=tmp_path / "run", progress=False, max_minutes=1e-6)
+    res = harden(tiny_vae_frozen, make_crops(), cfg, out_dir=tmp_path / "run", progress=False, max_minutes=1e-6)
     assert res.steps_done == 1 and not res.complete
     assert latest_checkpoint(tmp_path / "run").name == "step-0000001.pt"
     assert json.loads((tmp_path / "run" / "vae" / "srl.json").read_text())["complete"] is False

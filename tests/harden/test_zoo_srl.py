@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from latentguard.harden import ImageCrops, SRLConfig, adversarial_psnr, harden, psnr
+from latentguard.testing import require_data, require_zoo
 
 
 def _nature_crops(crop: int, seed: int) -> ImageCrops:
     from latentguard.zoo import data as zdata
 
-    try:
-        photos = zdata.nature_photos("all")[:4]
-    except zdata.DataUnavailableError as exc:
-        pytest.skip(str(exc))
+    photos = require_data(zdata.nature_photos, "all")[:4]
     return ImageCrops(photos, crop, seed=seed, scales=(0.18, 0.12))
 
 
@@ -57,10 +54,8 @@ def test_float16_save_keeps_the_decoder_bit_identical_to_the_zoo_file(vae_a, tmp
 def test_bundled_vae_a_srl_is_vae_a_with_a_new_encoder_and_resists_the_attack(vae_a):
     from latentguard.data import sample_images
     from latentguard.models import load_vae
-    from latentguard.zoo.registry import available
 
-    if "vae-a-srl" not in available():
-        pytest.skip("zoo weights not built: vae-a-srl (latentguard harden --preset vae-a-srl, docs/harden.md)")
+    require_zoo("vae-a-srl", hint="latentguard harden --preset vae-a-srl, docs/harden.md")
     srl = load_vae("zoo:vae-a-srl")
     a, b = vae_a.model.state_dict(), srl.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("decoder.", "post_quant_conv.")))

@@ -6,7 +6,6 @@ import time
 
 import pytest
 import torch
-from diffusers import AutoencoderKL
 
 from latentguard.models import (
     LatentVAE,
@@ -18,14 +17,10 @@ from latentguard.models import (
     resolve_spec,
 )
 
-TINY = dict(block_out_channels=(8, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
-
 
 @pytest.fixture()
-def tiny_folder(tmp_path):
-    torch.manual_seed(0)
-    m = AutoencoderKL(**TINY)
+def tiny_folder(tmp_path, tiny_vae_factory):
+    m = tiny_vae_factory(0).model  # a fresh bare AutoencoderKL (tests/conftest.py)
     m.save_pretrained(tmp_path / "vae", safe_serialization=True)
     return tmp_path / "vae", m
 

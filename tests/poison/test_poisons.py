@@ -82,20 +82,8 @@ def test_nightshade_config_validation():
         NightshadeConfig(steps=0)
 
 
-def _tiny_vae():
-    from diffusers import AutoencoderKL
-
-    from latentguard.models import LatentVAE
-
-    torch.manual_seed(0)
-    model = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                          up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-                          latent_channels=4, norm_num_groups=4, sample_size=16)
-    return LatentVAE(model.train(), spec="tiny-random")
-
-
-def test_latent_shift_budget_and_effect():
-    vae = _tiny_vae()
+def test_latent_shift_budget_and_effect(tiny_vae_factory):
+    vae = tiny_vae_factory(0, train=True)
     g = torch.Generator().manual_seed(1)
     x = torch.rand(4, 3, 16, 16, generator=g)
     anchors = torch.rand(4, 3, 16, 16, generator=g)
@@ -110,8 +98,8 @@ def test_latent_shift_budget_and_effect():
     assert all(p.requires_grad for p in vae.model.parameters())
 
 
-def test_nightshade_pairs():
-    vae = _tiny_vae()
+def test_nightshade_pairs(tiny_vae_factory):
+    vae = tiny_vae_factory(0, train=True)
     ps = _pairs()
     out, stats = nightshade(ps, "cat", "dog", vae, n_poison=3, cfg=NightshadeConfig(steps=5))
     idx = np.flatnonzero(out.poisoned)

@@ -6,10 +6,10 @@ import csv
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from latentguard.cli import build_parser, main
+from latentguard.testing import require_zoo
 
 
 def test_audit_parser_shared_and_subcommands():
@@ -53,10 +53,7 @@ def test_audit_membership_bad_input(tmp_path, capsys):
 
 
 def test_audit_membership_zoo_cli(tmp_path):
-    from latentguard.zoo.registry import available
-
-    if not {"t2i-members", "vae-a"} <= set(available()):
-        pytest.skip("zoo weights not built: t2i-members, vae-a")
+    require_zoo("t2i-members", "vae-a")
     out = tmp_path / "out"
     rc = main(["audit", "membership", "--model", "zoo:t2i-members", "--n-members", "12", "--n-nonmembers", "12",
                "--attacks", "loss,sima", "--timesteps", "10,50", "--top-k", "2", "--oversample", "2",

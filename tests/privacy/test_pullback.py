@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from latentguard.privacy import pullback as pb
+from latentguard.testing import require_zoo
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +118,7 @@ def test_analyze_restores_state_and_does_not_mutate(tiny_vae):
 
 
 def test_zoo_vae_matches_explicit():
-    from latentguard.zoo.registry import available
-
-    if "vae-a" not in available():
-        pytest.skip("zoo weights not built: vae-a")
+    require_zoo("vae-a")
     from latentguard.models import load_vae
 
     vae = load_vae("zoo:vae-a")

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from latentguard.privacy import mia, roc
+from latentguard.testing import require_zoo
 
 
 def test_zoo_members_loss_attack_beats_chance():
     """On the real zoo:t2i-members, the loss and SimA attacks separate 30 members from 30 non-members
     (measured on 200+200: AUROC 0.992 / 0.998 at t=50; asserted > 0.85 on this small subset)."""
-    from latentguard.zoo.registry import available
-
-    if not {"t2i-members", "vae-a"} <= set(available()):
-        pytest.skip("zoo weights not built: t2i-members, vae-a")
+    require_zoo("t2i-members", "vae-a")
     from latentguard.models import load_pipeline
     from latentguard.privacy import audit
 

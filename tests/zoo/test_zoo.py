@@ -10,7 +10,7 @@ import torch
 
 from latentguard.zoo import registry
 from latentguard.zoo.recipes import RECIPES, member_split, train
-from latentguard.testing import require_zoo
+from latentguard.testing import require_data, require_zoo
 
 
 @pytest.mark.parametrize("name", ["vae-a", "vae-b"])
@@ -74,10 +74,7 @@ def test_zoo_embedder_zero_shot_beats_chance():
     from latentguard.models import load_embedder
     from latentguard.zoo import data as zdata
 
-    try:
-        imgs, labels = zdata.fashion_mnist("test")
-    except zdata.DataUnavailableError as exc:
-        pytest.skip(str(exc))
+    imgs, labels = require_data(zdata.fashion_mnist, "test")
     emb = load_embedder("zoo:embed")
     x = torch.from_numpy(zdata.fashion_to_rgb32(imgs[:300]))
     t = emb.embed_texts([f"a photo of a {c}" for c in zdata.FASHION_CLASSES])
@@ -88,10 +85,7 @@ def test_zoo_embedder_zero_shot_beats_chance():
 def test_member_split_is_deterministic_and_balanced():
     from latentguard.zoo import data as zdata
 
-    try:
-        a, b = member_split(), member_split()
-    except zdata.DataUnavailableError as exc:
-        pytest.skip(str(exc))
+    a, b = require_data(member_split), member_split()
     assert a == b
     _, labels = zdata.fashion_mnist("train")
     assert sorted(int((labels[a["members"]] == c).sum()) for c in range(10)) == [50] * 10
@@ -180,10 +174,7 @@ def test_stage2_photo_sources(tmp_path, monkeypatch):
     from latentguard.zoo.recipes import _photos
 
     assert RECIPES["vae-a"].extra["finetune"]["photos"] == "nature:all+lomiri"
-    try:
-        photos = _photos("nature:all+lomiri")
-    except zdata.DataUnavailableError as exc:
-        pytest.skip(str(exc))
+    photos = require_data(_photos, "nature:all+lomiri")
     assert len(photos) == 27 and all(p.dtype == np.uint8 and p.ndim == 3 and min(p.shape[:2]) >= 1000 for p in photos)
     monkeypatch.setattr(zdata, "LOMIRI_DIR", tmp_path)
     with pytest.raises(zdata.DataUnavailableError, match="lomiri-wallpapers-16.04"):
