@@ -54,7 +54,7 @@ quality = [50]
 
 @pytest.fixture(scope="module")
 def bench_dir(tmp_path_factory):
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     missing = {"vae-a", "t2i", "embed"} - set(available())
     if missing:
@@ -163,7 +163,7 @@ class _FakeStandard:
 def test_standard_metrics_wired_when_available(tmp_path, monkeypatch):
     from latentguard.evaluate import bench as B
     from latentguard.evaluate import metrics as M
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if "vae-a" not in available():
         pytest.skip("zoo weights not built: vae-a")

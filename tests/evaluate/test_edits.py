@@ -67,7 +67,7 @@ def test_img2img_seeded_paired_and_strength(t2i_pipe, imgs):
 
 
 def test_inpaint_unavailable_on_zoo():
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if "t2i" not in available():
         pytest.skip("zoo weights not built: t2i")
@@ -79,7 +79,7 @@ def test_inpaint_unavailable_on_zoo():
 
 
 def test_build_edits_expands_pca_prompts():
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if "t2i" not in available():
         pytest.skip("zoo weights not built: t2i")
@@ -104,7 +104,7 @@ def test_target_specs():
 
 
 def test_swapped_vae_target_uses_that_vae():
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if not {"t2i", "vae-a", "vae-b"} <= set(available()):
         pytest.skip("zoo weights not built: t2i, vae-a, vae-b")

@@ -148,7 +148,7 @@ def test_standard_metric_status_offline():
 
 def test_embed_dist_on_zoo_embedder(samples64):
     from latentguard.models import load_embedder
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if "embed" not in available():
         pytest.skip("zoo weights not built: embed")

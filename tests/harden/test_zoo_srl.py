@@ -9,11 +9,11 @@ from latentguard.harden import ImageCrops, SRLConfig, adversarial_psnr, harden, 
 
 
 def _nature_crops(crop: int, seed: int) -> ImageCrops:
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
     try:
-        photos = zdata.nature_photos("all")[:4]
-    except zdata.DataUnavailableError as exc:
+        photos = datasets.nature_photos("all")[:4]
+    except datasets.DataUnavailableError as exc:
         pytest.skip(str(exc))
     return ImageCrops(photos, crop, seed=seed, scales=(0.18, 0.12))
 
@@ -42,7 +42,7 @@ def test_short_run_lowers_the_adversarial_reconstruction_loss(vae_a):
 def test_float16_save_keeps_the_decoder_bit_identical_to_the_zoo_file(vae_a, tmp_path):
     from safetensors.torch import load_file
 
-    from latentguard.zoo.registry import model_dir
+    from latentguard.models.registry import model_dir
 
     cfg = SRLConfig(steps=2, batch_size=1, crop=32, attack_steps=1, warmup_steps=1, probe_size=0,
                     save_dtype="float16", scales=(0.12,))
@@ -55,9 +55,9 @@ def test_float16_save_keeps_the_decoder_bit_identical_to_the_zoo_file(vae_a, tmp
 
 
 def test_bundled_vae_a_srl_is_vae_a_with_a_new_encoder_and_resists_the_attack(vae_a):
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
     from latentguard.models import load_vae
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if "vae-a-srl" not in available():
         pytest.skip("zoo weights not built: vae-a-srl (latentguard harden --preset vae-a-srl, docs/harden.md)")

@@ -53,7 +53,7 @@ def test_audit_membership_bad_input(tmp_path, capsys):
 
 
 def test_audit_membership_zoo_cli(tmp_path):
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if not {"t2i-members", "vae-a"} <= set(available()):
         pytest.skip("zoo weights not built: t2i-members, vae-a")

@@ -117,7 +117,7 @@ def test_analyze_restores_state_and_does_not_mutate(tiny_vae):
 
 
 def test_zoo_vae_matches_explicit():
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if "vae-a" not in available():
         pytest.skip("zoo weights not built: vae-a")

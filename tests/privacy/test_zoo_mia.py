@@ -10,7 +10,7 @@ from latentguard.privacy import mia, roc
 def test_zoo_members_loss_attack_beats_chance():
     """On the real zoo:t2i-members, the loss and SimA attacks separate 30 members from 30 non-members
     (measured on 200+200: AUROC 0.992 / 0.998 at t=50; asserted > 0.85 on this small subset)."""
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     if not {"t2i-members", "vae-a"} <= set(available()):
         pytest.skip("zoo weights not built: t2i-members, vae-a")

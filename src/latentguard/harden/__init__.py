@@ -6,7 +6,7 @@ leaves the decoder bit-identical; the result is a diffusers ``AutoencoderKL`` fo
 ``latentguard.models.load_vae`` and diffusers pipelines take unchanged. See ``docs/harden.md``.
 """
 
-from latentguard.harden.data import DEFAULT_SCALES, ImageCrops
+from latentguard.harden.crops import DEFAULT_SCALES, ImageCrops
 from latentguard.harden.perceptual import grad_ssim_distance, perceptual_distance, ssim
 from latentguard.harden.srl import (
     SRLConfig,

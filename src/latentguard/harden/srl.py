@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from latentguard.harden.data import DEFAULT_SCALES, ImageCrops
+from latentguard.harden.crops import DEFAULT_SCALES, ImageCrops
 from latentguard.harden.perceptual import PERCEPTUAL_NAMES, perceptual_distance
 from latentguard.models.vae import LatentVAE
 
