@@ -27,15 +27,16 @@ if TYPE_CHECKING:
 
 
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mean, e^logvar) || N(0, I))`` per image, **summed** over the latent elements: ``[N]``.
+    r"""``KL(N(mean, e^logvar) || N(0, I))`` per image, **summed** over the latent elements: ``[N]``.
 
     .. math:: \mathrm{KL} = \tfrac12 \sum_{c,h,w} (\mu^2 + \sigma^2 - 1 - \ln\sigma^2)
 
     Computed by diffusers' ``DiagonalGaussianDistribution.kl()`` in float32 (whatever the latents' dtype),
     for 4-D latents ``[N,C,h,w]``. That class clamps ``logvar`` to ``[-30, 20]``, as :meth:`LatentVAE.encode`
-    already has, so for encoder outputs the clamp changes nothing. Reduction: a sum per sample (PCA's loss and
-    the protect records); the zoo recipes' and SRL-VAE's training losses use the *mean* over elements
-    instead and keep their own one-line formula (see ``latentguard.zoo.train.recipes._vae_photo_loss``).
+    already has, so for encoder outputs the clamp changes nothing (a ``logvar`` given from elsewhere outside
+    that range is clamped first). Reduction: a sum per sample (the KL that protect's records report); the zoo
+    recipes' and SRL-VAE's training losses use the *mean* over elements instead and keep their own one-line
+    formula (see ``latentguard.zoo.train.recipes._vae_photo_loss``).
     """
     # deferred: diffusers is imported only once a model is used
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
