@@ -3,7 +3,7 @@
     PYTHONPATH=src python benchmarks/bench_harden.py [--original zoo:vae-a] [--hardened zoo:vae-a-srl]
         [--out benchmarks/results/bench_harden.json] [--quick] [--threads 1]
 
-All images are the 8 bundled held-out photos (``latentguard.data.sample_images``), never seen in training.
+All images are the 8 bundled held-out photos (``latentguard.samples.sample_images``), never seen in training.
 
 1. **fidelity**: reconstruction (posterior mean) PSNR / SSIM of both VAEs at 64 px (the photos resized) and
    256 px (full size).
@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.data import sample_images  # noqa: E402
+from latentguard.samples import sample_images  # noqa: E402
 from latentguard.harden import adversarial_psnr, grad_ssim_distance  # noqa: E402
 from latentguard.models import LatentVAE, load_pipeline, load_vae  # noqa: E402
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     n = 4 if a.quick else None
     i2i_steps = 6 if a.quick else 20
     res: dict = {"original": a.original, "hardened": a.hardened, "t2i": a.t2i, "quick": a.quick,
-                 "images": "latentguard.data.sample_images (8 held-out CC0 photos)" + (" first 4" if a.quick else ""),
+                 "images": "latentguard.samples.sample_images (8 held-out CC0 photos)" + (" first 4" if a.quick else ""),
                  "perceptual_note": "grad_ssim is a weight-free LPIPS stand-in (multi-scale gradient L1 + 1-SSIM), not LPIPS"}
 
     # 1. fidelity

@@ -6,7 +6,7 @@
 Every variant starts from ``zoo:vae-a`` and trains on its own training photos (the 12 nature photos, random
 crops) with the ``vae-a-srl`` preset except for the one field varied. Scores are measured on crops of
 scikit-learn's two sample photos (china, flower): not vae-a's training data and NOT the held-out evaluation
-photos of ``latentguard.data.sample_images`` (those stay untouched for the final numbers, so choosing the
+photos of ``latentguard.samples.sample_images`` (those stay untouched for the final numbers, so choosing the
 defaults here does not tune on the test set). Scores: clean reconstruction PSNR, white-box reconstruction-
 attack PSNR (20 PGD steps) at eps 8/255 and 15/255, and PSNR of the reconstruction of PCA+ / PhotoGuard-enc
 protected crops (40 steps, eps 16/255, crafted on the original vae-a, i.e. transfer) vs the clean reconstruction.
@@ -48,9 +48,9 @@ VARIANTS: dict[str, dict] = {
 
 def _val_crops(n: int = 16, crop: int = 64) -> torch.Tensor:
     from latentguard.harden import ImageCrops
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
-    return ImageCrops(zdata.sklearn_photos(), crop, seed=12345, scales=(1.0, 0.5, 0.25)).batch(n)
+    return ImageCrops(datasets.sklearn_photos(), crop, seed=12345, scales=(1.0, 0.5, 0.25)).batch(n)
 
 
 def score(vae, x: torch.Tensor, original, device) -> dict:
@@ -78,12 +78,12 @@ def run_variant(name: str, steps: int, device: str, out_dir: str) -> dict:
     from latentguard.harden import ImageCrops, harden
     from latentguard.harden.recipes import get_preset
     from latentguard.models import load_vae
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
     dev = torch.device(device)
     cfg = get_preset("vae-a-srl").replace(**{"steps": steps, "probe_size": 0, **VARIANTS[name]})
     original = load_vae("zoo:vae-a", device=dev)
-    crops = ImageCrops(zdata.nature_photos("all"), cfg.crop, seed=cfg.seed, scales=cfg.scales)
+    crops = ImageCrops(datasets.nature_photos("all"), cfg.crop, seed=cfg.seed, scales=cfg.scales)
     t0 = time.time()
     res = harden(original, crops, cfg, device=dev, progress=False)
     minutes = (time.time() - t0) / 60

@@ -35,11 +35,11 @@ sys.path.insert(0, str(ROOT / "src"))
 def estimators(args) -> dict:
     from latentguard.models import load_vae
     from latentguard.privacy import pullback as pb
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
     vae = load_vae(args.vae)
-    imgs, _ = zdata.fashion_mnist("test")
-    x32 = torch.from_numpy(zdata.fashion_to_rgb32(imgs[: args.n]))
+    imgs, _ = datasets.fashion_mnist("test")
+    x32 = torch.from_numpy(datasets.fashion_to_rgb32(imgs[: args.n]))
     x16 = torch.nn.functional.interpolate(x32, size=(16, 16), mode="bilinear", antialias=True)
     out = {"vae": args.vae, "n_samples": args.n, "threads": torch.get_num_threads(), "cases": []}
     for size, x in ((16, x16), (32, x32)):

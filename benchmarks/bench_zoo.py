@@ -27,10 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.data import sample_crops, sample_images  # noqa: E402
 from latentguard.evaluate.metrics import psnr, ssim  # noqa: E402
-from latentguard.zoo import data as zdata  # noqa: E402
-from latentguard.zoo.registry import available  # noqa: E402
+from latentguard.io import datasets  # noqa: E402
+from latentguard.models.registry import available  # noqa: E402
+from latentguard.samples import sample_crops, sample_images  # noqa: E402
 
 
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -62,11 +62,11 @@ def embed_quality() -> dict:
     from latentguard.models import load_embedder
 
     emb = load_embedder("zoo:embed")
-    imgs, labels = zdata.fashion_mnist("test")
-    x = torch.from_numpy(zdata.fashion_to_rgb32(imgs))
+    imgs, labels = datasets.fashion_mnist("test")
+    x = torch.from_numpy(datasets.fashion_to_rgb32(imgs))
     f = torch.cat([emb.embed_images(x[i : i + 1000]) for i in range(0, len(x), 1000)])
-    t = torch.stack([emb.embed_texts([tpl.format(c) for tpl in zdata.CAPTION_TEMPLATES]).mean(0)
-                     for c in zdata.FASHION_CLASSES])
+    t = torch.stack([emb.embed_texts([tpl.format(c) for tpl in datasets.CAPTION_TEMPLATES]).mean(0)
+                     for c in datasets.FASHION_CLASSES])
     t = torch.nn.functional.normalize(t, dim=-1)
     pred = (f @ t.t()).argmax(1).numpy()
     return {"zero_shot_top1": round(float((pred == labels).mean()), 4), "chance": 0.1, "n_test": int(len(labels))}
@@ -79,14 +79,14 @@ def t2i_quality(n_per_class: int = 8, steps: int = 25) -> dict:
     pipe = load_pipeline("zoo:t2i", kind="text2img")
     emb = load_embedder("zoo:embed")
     t = torch.nn.functional.normalize(torch.stack(
-        [emb.embed_texts([tpl.format(c) for tpl in zdata.CAPTION_TEMPLATES]).mean(0) for c in zdata.FASHION_CLASSES]), dim=-1)
-    imgs, labels = zdata.fashion_mnist("test")
-    xt = torch.from_numpy(zdata.fashion_to_rgb32(imgs[:2000]))
+        [emb.embed_texts([tpl.format(c) for tpl in datasets.CAPTION_TEMPLATES]).mean(0) for c in datasets.FASHION_CLASSES]), dim=-1)
+    imgs, labels = datasets.fashion_mnist("test")
+    xt = torch.from_numpy(datasets.fashion_to_rgb32(imgs[:2000]))
     ft = emb.embed_images(xt)
     cent = torch.nn.functional.normalize(torch.stack([ft[torch.from_numpy(labels[:2000] == c)].mean(0) for c in range(10)]), dim=-1)
     correct_zs = correct_nc = 0
     gen_all = []
-    for c, name in enumerate(zdata.FASHION_CLASSES):
+    for c, name in enumerate(datasets.FASHION_CLASSES):
         g = torch.Generator().manual_seed(100 + c)
         out = pipe([f"a photo of a {name}"] * n_per_class, height=32, width=32, num_inference_steps=steps,
                    guidance_scale=3.0, generator=g, output_type="pt").images
@@ -98,7 +98,7 @@ def t2i_quality(n_per_class: int = 8, steps: int = 25) -> dict:
     # img2img structure at strength 0.5 on real test images
     i2i = load_pipeline("zoo:t2i", kind="img2img")
     x = xt[:16]
-    caps = [f"a photo of a {zdata.FASHION_CLASSES[int(l)]}" for l in labels[:16]]
+    caps = [f"a photo of a {datasets.FASHION_CLASSES[int(l)]}" for l in labels[:16]]
     edit = i2i(caps, image=x, strength=0.5, num_inference_steps=steps, guidance_scale=3.0,
                generator=torch.Generator().manual_seed(0), output_type="pt").images
     other = xt[16:32]
@@ -116,23 +116,23 @@ def t2i_quality(n_per_class: int = 8, steps: int = 25) -> dict:
 def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dict:
     from sklearn.metrics import roc_auc_score
 
+    from latentguard.io.datasets import member_split
     from latentguard.models import load_pipeline, load_vae
-    from latentguard.zoo.recipes import member_split
-    from latentguard.zoo.text import token_states
+    from latentguard.models.text import token_states
 
     pipe = load_pipeline("zoo:t2i-members", kind="text2img")
     vae = load_vae("zoo:vae-a")
     split = json.loads((ROOT / "src/latentguard/zoo/weights/t2i-members/splits.json").read_text()) \
         if (ROOT / "src/latentguard/zoo/weights/t2i-members/splits.json").exists() else member_split()
-    imgs, labels = zdata.fashion_mnist("train")
+    imgs, labels = datasets.fashion_mnist("train")
     sched = pipe.scheduler
     ac = sched.alphas_cumprod
 
     def scores(ids):
         ids = np.array(ids[:n])
-        x = torch.from_numpy(zdata.fashion_to_rgb32(imgs[ids]))
+        x = torch.from_numpy(datasets.fashion_to_rgb32(imgs[ids]))
         z0 = vae.to_pipeline_latent(vae.encode(x)[0])
-        cond, _ = token_states([zdata.caption_for(int(l), 0) for l in labels[ids]])
+        cond, _ = token_states([datasets.caption_for(int(l), 0) for l in labels[ids]])
         g = torch.Generator().manual_seed(0)
         tot = torch.zeros(len(ids))
         for t in ts:

@@ -85,7 +85,7 @@ def pca_effect(vae, x: torch.Tensor, eps: float, steps: int, alpha: float, metho
 
 
 def baselines(vae, pipe) -> dict:
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
     from latentguard.protect import get
 
     x, x32 = sample_images(64)[:4], sample_images(32)[:4]
@@ -106,7 +106,7 @@ def baselines(vae, pipe) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
     from latentguard.models import load_pipeline, load_vae
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers import AutoencoderKL
 
     from latentguard.evaluate.metrics import psnr as psnr_per_image
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
     ap = argparse.ArgumentParser()
     ap.add_argument("old")
@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     old = AutoencoderKL.from_pretrained(a.old, torch_dtype=torch.float32).eval()
     new = AutoencoderKL.from_pretrained(a.new, torch_dtype=torch.float32).eval()
-    imgs, _ = zdata.fashion_mnist("test")
-    x = torch.from_numpy(zdata.fashion_to_rgb32(imgs[: a.n])) * 2 - 1
+    imgs, _ = datasets.fashion_mnist("test")
+    x = torch.from_numpy(datasets.fashion_to_rgb32(imgs[: a.n])) * 2 - 1
 
     def psnr(u, v):  # mean over images; images in [-1, 1]: peak-to-peak 2
         return float(psnr_per_image(u, v, data_range=2.0).mean())

@@ -13,21 +13,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.zoo.recipes import UNET_CONFIG, VAE_CONFIGS  # noqa: E402
-from latentguard.zoo.registry import ENTRIES, cards_root, weights_root  # noqa: E402
+from latentguard.models.registry import ENTRIES, cards_root, weights_root  # noqa: E402
+from latentguard.zoo.train.recipes import UNET_CONFIG, VAE_CONFIGS  # noqa: E402
 
 DATA = {
     "nature": "12 photographs of Debian's `mate-backgrounds` (`/usr/share/backgrounds/mate/nature`; GPL-2+ / CC-BY-SA "
               "per the package's copyright file), random crops at 6 scales (1 to 0.12), 64x64, horizontal flips. Stage 2 "
               "(64, 128 and 256 px crops) adds the 15 photographs of Debian's `lomiri-wallpapers-16.04` (Ubuntu 18.04 "
               "wallpaper contest, `/usr/share/backgrounds`; 9 CC-BY-4.0, 5 CC-BY-SA-4.0, 1 CC0-1.0 per the package's "
-              "copyright file; `latentguard.zoo.data.LOMIRI_FILES`)",
+              "copyright file; `latentguard.io.datasets.LOMIRI_FILES`)",
     "nature-odd": "the odd-indexed 6 photographs of `mate-backgrounds/nature` plus scikit-learn's two sample photos "
                   "(china.jpg, flower.jpg; CC-BY 2.0 / public domain per scikit-learn), random multi-scale 64x64 crops",
     "fashion": "Fashion-MNIST (Debian `dataset-fashion-mnist`, MIT licence; Zalando Research): 28x28 grayscale product "
                "photos padded to 32x32 and replicated to RGB; captions from the 10 class names x 5 templates "
-               "(`latentguard.zoo.data.CAPTION_TEMPLATES`)",
-    "holdout": "the 8 bundled sample photos (`latentguard.data`, scikit-image's CC0/public-domain set), never used in training",
+               "(`latentguard.io.datasets.CAPTION_TEMPLATES`)",
+    "holdout": "the 8 bundled sample photos (`latentguard.samples`, scikit-image's CC0/public-domain set), never used in training",
 }
 
 
@@ -71,17 +71,17 @@ def card(name: str, quality: dict) -> str | None:
                       "non-member splits of `zoo:t2i-members`.", ""]
         else:
             lines += ["## Data", DATA["fashion"] + ". Trained long on the declared **member split**: 500 training images "
-                      "(50 per class, `latentguard.zoo.recipes.member_split()`, seed 1234; ids in `splits.json`). The "
+                      "(50 per class, `latentguard.io.datasets.member_split()`, seed 1234; ids in `splits.json`). The "
                       "**non-member split** is 500 other training images of the same classes, never seen by this model.", ""]
     else:
-        lines += ["## Architecture", "`latentguard.zoo.embedder.ZooEmbedder`: 4-stage conv image tower (32x32 input) and "
+        lines += ["## Architecture", "`latentguard.models.embedders.ZooEmbedder`: 4-stage conv image tower (32x32 input) and "
                   "frozen all-MiniLM-L6-v2 sentence vectors + 2-layer projection, 256-d shared space, learned temperature; "
                   "multi-positive contrastive loss (captions of the same class are positives). Not CLIP: scores computed "
                   "with it are labelled `embed-*` stand-ins.", ""]
         lines += ["## Data", DATA["fashion"] + "; training split only. Evaluation: the 10k test split.", ""]
     if rec:
         steps_done = rec.get("stage1_steps_done") or rec.get("steps_done")
-        lines += ["## Recipe", f"`latentguard.zoo.recipes.RECIPES['{name}']`: seed {rec.get('seed')}, batch {rec.get('batch_size')}, "
+        lines += ["## Recipe", f"`latentguard.zoo.train.recipes.RECIPES['{name}']`: seed {rec.get('seed')}, batch {rec.get('batch_size')}, "
                   f"lr {rec.get('lr')} (AdamW, warm-up + cosine), planned steps {rec.get('steps')}, steps done {steps_done}, "
                   f"extra `{json.dumps(rec.get('extra'))}`.",
                   f"Training time: {log.get('seconds', '?')} s on the machine recorded in `train_log.jsonl` "
@@ -89,7 +89,7 @@ def card(name: str, quality: dict) -> str | None:
         ft = (rec.get("extra") or {}).get("finetune")
         if ft and rec.get("finetune_steps_done"):
             ft_log = [json.loads(x) for x in (folder / "finetune_log.jsonl").read_text().splitlines() if x.strip()]
-            lines += [f"Stage 2 (fine-tune, `latentguard.zoo.recipes.finetune_vae`): from the stage-1 weights, "
+            lines += [f"Stage 2 (fine-tune, `latentguard.zoo.train.recipes.finetune_vae`): from the stage-1 weights, "
                       f"{rec['finetune_steps_done']} of {ft['steps']} steps, lr {ft['lr']} (warm-up {ft['warmup']} + cosine), "
                       f"seed {ft['seed']}; each step the stage-1 loss"
                       + (f" plus {ft['ssim_weight']} x (1 - SSIM)" if ft.get("ssim_weight") else "") + " on crops of "

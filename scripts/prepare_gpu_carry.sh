@@ -13,5 +13,5 @@ mkdir -p .whl .zoodata/nature .zoodata/fashion
   --platform manylinux2014_x86_64 -d .whl "diffusers==$("$PY" -c 'import diffusers; print(diffusers.__version__)')" importlib_metadata
 cp /usr/share/backgrounds/mate/nature/*.jpg .zoodata/nature/
 cp /usr/share/datasets/fashion-mnist/*.gz .zoodata/fashion/
-PYTHONPATH=src "$PY" -c "from pathlib import Path; from latentguard.zoo.recipes import build_text_cache; build_text_cache(Path('.zoodata/text_cache.pt'))"
+PYTHONPATH=src "$PY" -c "from pathlib import Path; from latentguard.zoo.train.recipes import build_text_cache; build_text_cache(Path('.zoodata/text_cache.pt'))"
 du -sh .whl .zoodata

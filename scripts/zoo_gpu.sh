@@ -8,7 +8,7 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1
 export LATENTGUARD_NATURE_DIR=$PWD/.zoodata/nature LATENTGUARD_FASHION_DIR=$PWD/.zoodata/fashion
 Z=/tmp/zoo; L=/tmp/logs; mkdir -p $Z $L; TC=$PWD/.zoodata/text_cache.pt
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee $L/gpu.txt
-R="python3 -m latentguard.zoo.recipes --device cuda --text-cache $TC --zoo-dir $Z"
+R="python3 -m latentguard.zoo.train.recipes --device cuda --text-cache $TC --zoo-dir $Z"
 ( $R vae-a --out $Z/vae-a --max-minutes ${VAE_MIN:-3} > $L/vae-a.log 2>&1
   $R t2i --out $Z/t2i --max-minutes ${T2I_MIN:-4.3} > $L/t2i.log 2>&1 &
   $R t2i-members --out $Z/t2i-members --max-minutes ${T2I_MIN:-4.3} > $L/t2i-members.log 2>&1 &

@@ -94,7 +94,7 @@ def vae_b():
 
 @pytest.fixture(scope="session")
 def samples64() -> torch.Tensor:
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
 
     return sample_images(64)[:4]
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from latentguard.io.datasets import DataUnavailableError
+from latentguard.models.registry import available
+
 
 def require_zoo(*names: str, hint: str = "latentguard zoo train NAME") -> None:
     """Skip the calling test, with the reason, when a zoo model's weights are absent.
@@ -10,18 +13,14 @@ def require_zoo(*names: str, hint: str = "latentguard zoo train NAME") -> None:
     """
     import pytest
 
-    from latentguard.zoo.registry import available
-
     missing = [n for n in names if n not in set(available())]
     if missing:
         pytest.skip(f"zoo weights not built: {', '.join(missing)} ({hint})")
 
 
 def require_data(fn, *args):
-    """Call a zoo data loader; skip when its Debian data package is not installed."""
+    """Call a data set loader of :mod:`latentguard.io.datasets`; skip when its Debian data package is not installed."""
     import pytest
-
-    from latentguard.zoo.data import DataUnavailableError
 
     try:
         return fn(*args)

@@ -106,7 +106,7 @@ class Context:
 
     @staticmethod
     def photos(size: int, n: int) -> torch.Tensor:
-        from latentguard.data import sample_images
+        from latentguard.samples import sample_images
 
         return sample_images(size)[:n].float()
 

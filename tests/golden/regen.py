@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     cases = load_cases()
-    from latentguard.zoo.registry import available
+    from latentguard.models.registry import available
 
     have = set(available())
     unknown = [n for n in args.names if n not in cases.CASES]

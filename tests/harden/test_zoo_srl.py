@@ -9,9 +9,9 @@ from latentguard.testing import require_data, require_zoo
 
 
 def _nature_crops(crop: int, seed: int) -> ImageCrops:
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
-    photos = require_data(zdata.nature_photos, "all")[:4]
+    photos = require_data(datasets.nature_photos, "all")[:4]
     return ImageCrops(photos, crop, seed=seed, scales=(0.18, 0.12))
 
 
@@ -39,7 +39,7 @@ def test_short_run_lowers_the_adversarial_reconstruction_loss(vae_a):
 def test_float16_save_keeps_the_decoder_bit_identical_to_the_zoo_file(vae_a, tmp_path):
     from safetensors.torch import load_file
 
-    from latentguard.zoo.registry import model_dir
+    from latentguard.models.registry import model_dir
 
     cfg = SRLConfig(steps=2, batch_size=1, crop=32, attack_steps=1, warmup_steps=1, probe_size=0,
                     save_dtype="float16", scales=(0.12,))
@@ -52,7 +52,7 @@ def test_float16_save_keeps_the_decoder_bit_identical_to_the_zoo_file(vae_a, tmp
 
 
 def test_bundled_vae_a_srl_is_vae_a_with_a_new_encoder_and_resists_the_attack(vae_a):
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
     from latentguard.models import load_vae
 
     require_zoo("vae-a-srl", hint="latentguard harden --preset vae-a-srl, docs/harden.md")

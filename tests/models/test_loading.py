@@ -38,6 +38,22 @@ def test_local_folder_posterior_matches_diffusers(tiny_folder):
     assert not any(p.requires_grad for p in vae.parameters())
 
 
+def test_posterior_is_diffusers_latent_dist(tiny_folder):
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    vae = load_vae(str(tiny_folder[0]))
+    x = torch.rand(2, 3, 16, 16)
+    post = vae.posterior(x)
+    assert isinstance(post, DiagonalGaussianDistribution)
+    ref = vae.model.encode(x * 2 - 1).latent_dist
+    mean, logvar = vae.encode(x)
+    assert torch.equal(mean, ref.mean) and torch.equal(logvar, ref.logvar)
+    # sampling: the same numbers as diffusers' sample() for the same generator
+    z = vae.sample(mean, logvar, torch.Generator().manual_seed(3))
+    assert torch.equal(z, ref.sample(torch.Generator().manual_seed(3)))
+    assert torch.equal(vae.decode(mean), (vae.model.decode(mean).sample + 1) / 2)
+
+
 def test_pipeline_folder_uses_vae_subfolder(tiny_folder, tmp_path):
     folder, _ = tiny_folder
     pipe_dir = tmp_path / "pipe"

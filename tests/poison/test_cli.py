@@ -76,7 +76,7 @@ def test_audit_missing_dataset(tmp_path, capsys):
 def test_audit_alignment_finds_dirty_label(tmp_path, capsys):
     """Real zoo:embed: dirty-label pairs rank first (measured precision@P = 1.0 on 100 pairs, 10 poisoned)."""
     from latentguard.testing import require_data, require_zoo
-    from latentguard.zoo.data import fashion_mnist
+    from latentguard.io.datasets import fashion_mnist
 
     require_zoo("embed")
     require_data(fashion_mnist, "test")

@@ -85,7 +85,7 @@ def test_missing_dataset(tmp_path):
 def test_fashion_export(tmp_path):
     from latentguard.poison.dataset import export_fashion_mnist
     from latentguard.testing import require_data
-    from latentguard.zoo.data import FASHION_CLASSES, fashion_mnist
+    from latentguard.io.datasets import FASHION_CLASSES, fashion_mnist
 
     require_data(fashion_mnist, "test")
     ds = export_fashion_mnist(tmp_path / "fm", 30, split="test", seed=1)

@@ -84,7 +84,7 @@ def test_tiny_end_to_end(tmp_path):
     """Whole pipeline on 100 pairs, 5 steps (minutes on a loaded core): files, AD rises with k, resume."""
     from latentguard.poison.implosion import run_implosion
     from latentguard.testing import require_data, require_zoo
-    from latentguard.zoo.data import fashion_mnist
+    from latentguard.io.datasets import fashion_mnist
 
     require_zoo("t2i", "vae-a", "embed")
     require_data(fashion_mnist, "train")

@@ -118,7 +118,7 @@ def test_ad_grows_with_k_on_fashion_with_zoo_embed():
     from latentguard.poison.dataset import fashion_pairs
     from latentguard.poison.embed import embed_pairs, load_pair_embedder
     from latentguard.testing import require_data, require_zoo
-    from latentguard.zoo.data import FASHION_CLASSES, fashion_mnist
+    from latentguard.io.datasets import FASHION_CLASSES, fashion_mnist
 
     require_zoo("embed")
     require_data(fashion_mnist, "test")

@@ -13,7 +13,7 @@ from latentguard.cli import main
 
 @pytest.fixture()
 def folder(tmp_path, vae_a):
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
     from latentguard.io import save_image
 
     src = tmp_path / "in"
@@ -93,7 +93,7 @@ def test_cli_bad_arguments(folder, tmp_path, capsys, argv, msg):
 
 
 def test_cli_diffusion_method(tmp_path, t2i_pipe):
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
     from latentguard.io import save_image
 
     save_image(sample_images(32)[0], tmp_path / "in" / "small.png")

@@ -203,7 +203,7 @@ def test_diff_jpeg_close_to_pil_and_differentiable():
     import numpy as np
     from PIL import Image
 
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
     from latentguard.protect.transforms import diff_jpeg
 
     x = sample_images(64)[:1]

@@ -24,7 +24,7 @@ DIFFUSION = {"advdm", "mist", "sds+", "sds-", "photoguard-diff"}
 
 @pytest.fixture(scope="module")
 def photos():
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
 
     return {64: sample_images(64)[:4], 32: sample_images(32)[:4]}
 

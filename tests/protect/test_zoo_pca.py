@@ -85,7 +85,7 @@ def test_pca_effect_grows_with_the_budget(vae_a, samples64):
 def test_pca_plus_costs_several_db_on_full_256px_photos(vae_a):
     """The issue's "several dB": at 256 px (2 photos, paper defaults) the sampled-latent reconstruction of the
     PCA+ image loses 5.4 dB on average (2.1 and 8.8 dB) vs 0.8 dB for random sign noise of the same budget."""
-    from latentguard.data import sample_images
+    from latentguard.samples import sample_images
 
     x = sample_images(256)[:2]
     g = torch.Generator().manual_seed(1)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from latentguard.zoo import registry
-from latentguard.zoo.recipes import RECIPES, member_split, train
+from latentguard.io.datasets import member_split
+from latentguard.models import registry
 from latentguard.testing import require_data, require_zoo
+from latentguard.zoo.train.recipes import RECIPES, train
 
 
 @pytest.mark.parametrize("name", ["vae-a", "vae-b"])
@@ -31,7 +32,7 @@ def test_zoo_vae_a_meets_the_quality_targets_on_held_out_photos(vae_a):
     """The issue's targets on the 8 held-out photos: >= 24 dB and SSIM >= 0.75 on full 256 px images and on
     64 px crops. Measured (card): 25.13 / 0.751 and 26.55 / 0.765; the 64-px-trained stage 1 alone gave 19.4 dB
     at 256 px. The SSIM bound leaves 0.003 for float differences between machines."""
-    from latentguard.data import sample_crops, sample_images
+    from latentguard.samples import sample_crops, sample_images
     from latentguard.evaluate.metrics import psnr, ssim
 
     x = sample_images(256)
@@ -72,22 +73,22 @@ def test_zoo_members_has_declared_splits():
 def test_zoo_embedder_zero_shot_beats_chance():
     require_zoo("embed")
     from latentguard.models import load_embedder
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
-    imgs, labels = require_data(zdata.fashion_mnist, "test")
+    imgs, labels = require_data(datasets.fashion_mnist, "test")
     emb = load_embedder("zoo:embed")
-    x = torch.from_numpy(zdata.fashion_to_rgb32(imgs[:300]))
-    t = emb.embed_texts([f"a photo of a {c}" for c in zdata.FASHION_CLASSES])
+    x = torch.from_numpy(datasets.fashion_to_rgb32(imgs[:300]))
+    t = emb.embed_texts([f"a photo of a {c}" for c in datasets.FASHION_CLASSES])
     acc = ((emb.embed_images(x) @ t.t()).argmax(1).numpy() == labels[:300]).mean()
     assert acc > 0.5  # chance is 0.1
 
 
 def test_member_split_is_deterministic_and_balanced():
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
     a, b = require_data(member_split), member_split()
     assert a == b
-    _, labels = zdata.fashion_mnist("train")
+    _, labels = datasets.fashion_mnist("train")
     assert sorted(int((labels[a["members"]] == c).sum()) for c in range(10)) == [50] * 10
 
 
@@ -105,7 +106,7 @@ def test_recipe_smoke(name, tmp_path, monkeypatch):
     """Each recipe runs a few steps and writes a loadable folder."""
     from dataclasses import replace
 
-    from latentguard.zoo import data as zdata
+    from latentguard.io import datasets
 
     if "finetune" in RECIPES[name].extra:  # a smaller anchor set and crops keep the smoke run short
         r = RECIPES[name]
@@ -115,14 +116,14 @@ def test_recipe_smoke(name, tmp_path, monkeypatch):
     try:
         if name == "t2i-members":
             require_zoo("vae-a")
-            zdata.fashion_mnist("train")
+            datasets.fashion_mnist("train")
         elif name == "embed":
-            zdata.fashion_mnist("train")
+            datasets.fashion_mnist("train")
         else:
-            zdata.nature_photos(RECIPES[name].extra["photos"].split("+")[0].split(":")[1])
+            datasets.nature_photos(RECIPES[name].extra["photos"].split("+")[0].split(":")[1])
             if "finetune" in RECIPES[name].extra:
-                zdata.fashion_mnist("train")
-    except zdata.DataUnavailableError as exc:
+                datasets.fashion_mnist("train")
+    except datasets.DataUnavailableError as exc:
         pytest.skip(str(exc))
     out = train(name, tmp_path / name, "cpu", steps=2, zoo_dir=registry.weights_root(), finetune_steps=2)
     stage1 = out / "stage1" if "finetune" in RECIPES[name].extra else out
@@ -170,21 +171,20 @@ def test_zoo_train_init_is_checked_before_anything_is_written(tmp_path, capsys):
 
 def test_stage2_photo_sources(tmp_path, monkeypatch):
     """vae-a's stage 2 trains on the 12 nature photos plus the 15 lomiri photos; a missing package is named."""
-    from latentguard.zoo import data as zdata
-    from latentguard.zoo.recipes import _photos
+    from latentguard.io import datasets
 
     assert RECIPES["vae-a"].extra["finetune"]["photos"] == "nature:all+lomiri"
-    photos = require_data(_photos, "nature:all+lomiri")
+    photos = require_data(datasets.photos, "nature:all+lomiri")
     assert len(photos) == 27 and all(p.dtype == np.uint8 and p.ndim == 3 and min(p.shape[:2]) >= 1000 for p in photos)
-    monkeypatch.setattr(zdata, "LOMIRI_DIR", tmp_path)
-    with pytest.raises(zdata.DataUnavailableError, match="lomiri-wallpapers-16.04"):
-        zdata.lomiri_photos()
+    monkeypatch.setattr(datasets, "LOMIRI_DIR", tmp_path)
+    with pytest.raises(datasets.DataUnavailableError, match="lomiri-wallpapers-16.04"):
+        datasets.lomiri_photos()
     with pytest.raises(ValueError, match="unknown photo source"):
-        _photos("nature:all+nope")
+        datasets.photos("nature:all+nope")
 
 
 def test_sample_crops_are_seeded_crops_of_the_held_out_photos():
-    from latentguard.data import sample_crops, sample_images
+    from latentguard.samples import sample_crops, sample_images
 
     a, b = sample_crops(64, per_image=2, seed=3), sample_crops(64, per_image=2, seed=3)
     assert a.shape == (2 * len(sample_images(256)), 3, 64, 64) and torch.equal(a, b)

@@ -278,7 +278,7 @@ def load_bench_images(cfg: BenchConfig) -> list[BenchImage]:
     from latentguard.io import collect_inputs, load_image
 
     if cfg.images == "samples":
-        from latentguard.data import sample_paths
+        from latentguard.samples import sample_paths
 
         paths = sample_paths()
     else:

@@ -30,7 +30,7 @@ PCA_PROMPTS: tuple[str, ...] = (
     "make it like a watercolor painting",
 )
 
-# Captions of the bundled sample photos (latentguard.data.sample_paths()), by file stem.
+# Captions of the bundled sample photos (latentguard.samples.sample_paths()), by file stem.
 SAMPLE_CAPTIONS: dict[str, str] = {
     "astronaut": "a portrait photo of an astronaut in a white space suit in front of a flag",
     "chelsea": "a photo of a tabby cat",

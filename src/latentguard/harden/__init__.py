@@ -9,7 +9,7 @@ leaves the decoder bit-identical; the result is a diffusers ``AutoencoderKL`` fo
 from latentguard.harden.artifacts import latest_checkpoint, save_hardened
 from latentguard.harden.attack import adversarial_psnr, psnr, reconstruction_attack, reconstruction_objective
 from latentguard.harden.config import SRLConfig
-from latentguard.harden.data import DEFAULT_SCALES, ImageCrops
+from latentguard.harden.crops import DEFAULT_SCALES, ImageCrops
 from latentguard.harden.perceptual import grad_ssim_distance, perceptual_distance, ssim
 from latentguard.harden.trainer import SRLResult, harden, is_clean_step
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from latentguard.harden.config import RESUME_FREE_FIELDS, SRLConfig
-from latentguard.harden.data import ImageCrops
+from latentguard.harden.crops import ImageCrops
 from latentguard.io import atomic_write_text, write_manifest
 from latentguard.models.vae import LatentVAE
 

@@ -11,7 +11,7 @@ import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
-from latentguard.harden.data import DEFAULT_SCALES
+from latentguard.harden.crops import DEFAULT_SCALES
 from latentguard.harden.perceptual import PERCEPTUAL_NAMES
 
 SAVE_DTYPES = ("float32", "float16", "bfloat16")

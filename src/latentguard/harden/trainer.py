@@ -64,7 +64,7 @@ from latentguard.harden.artifacts import (
 )
 from latentguard.harden.attack import adversarial_psnr, psnr, reconstruction_attack
 from latentguard.harden.config import SRLConfig
-from latentguard.harden.data import ImageCrops
+from latentguard.harden.crops import ImageCrops
 from latentguard.harden.perceptual import perceptual_distance
 from latentguard.models import load_vae
 from latentguard.models.vae import LatentVAE

@@ -20,19 +20,13 @@ from pathlib import Path
 import torch
 
 from latentguard.core.runtime import resolve_device, resolve_dtype
+from latentguard.models import registry
+from latentguard.models.errors import ModelLoadError, UnsafeWeightsError
+from latentguard.models.text import load_text_tower
 from latentguard.models.vae import LatentVAE
-from latentguard.zoo import registry
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class ModelLoadError(RuntimeError):
-    """A model spec could not be resolved or loaded; the message says what to do."""
-
-
-class UnsafeWeightsError(ModelLoadError):
-    """A pickle checkpoint was found and ``allow_pickle`` was not given."""
 
 
 def _is_offline() -> bool:
@@ -198,8 +192,6 @@ def load_pipeline(
             raise ModelLoadError(f"zoo:{entry.name} is a {entry.kind} model, not a text-to-image pipeline")
         if kind == "inpaint":
             raise ModelLoadError(f"zoo:{entry.name} has no inpainting UNet; use kind='img2img' or a real SD inpainting model")
-        from latentguard.zoo.text import load_text_tower
-
         folder = registry.model_dir(entry.name)
         unet = UNet2DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=dt, use_safetensors=True)
         scheduler = DDIMScheduler.from_pretrained(str(folder / "scheduler"))
@@ -238,11 +230,10 @@ def load_pipeline(
 def load_embedder(spec: str = "zoo:embed", *, device: str | torch.device = "cpu"):
     """Load an image-text embedder: ``zoo:embed``, a folder saved by :class:`ZooEmbedder`, or
     ``clip:<folder or hub id>`` (a transformers CLIPModel; its weights must be local when offline)."""
-    from latentguard.zoo.embedder import ZooEmbedder
+    # deferred: models.embedders imports diffusers (ZooEmbedder is a ModelMixin) at its top
+    from latentguard.models.embedders import ClipEmbedder, ZooEmbedder
 
     if spec.startswith("clip:"):
-        from latentguard.models.embedders import ClipEmbedder
-
         return ClipEmbedder(spec[len("clip:"):], device=resolve_device(device))
     kind, where = resolve_spec(spec)
     if kind == "zoo":

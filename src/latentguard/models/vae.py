@@ -7,15 +7,46 @@ Every capability talks to a VAE through :class:`LatentVAE`:
 * ``decode(z) -> x``: ``z`` a raw latent (same space as ``mean``), output in ``[0,1]`` (not clamped, so
   gradients flow; call ``.clamp(0, 1)`` for images).
 
-The model's own ``[-1,1]`` convention stays inside this wrapper.
+The posterior is diffusers' own: ``AutoencoderKL.encode(x).latent_dist``, a ``DiagonalGaussianDistribution``
+(``.mean``, ``.logvar`` clamped to ``[-30, 20]``, ``.sample(generator)``, ``.kl()``); :meth:`LatentVAE.posterior`
+returns it, :meth:`LatentVAE.encode` its mean and log-variance. The clamp (which this wrapper applied itself
+before) rarely binds on the bundled VAEs: on the 8 held-out photos it binds at one latent element of 16384, of
+``rocket`` at 256 px, for vae-a and vae-a-srl (raw log-variance -30.3 / -30.6); never at 64 px, never for vae-b,
+and not on PCA+/PCA- protected photos (2 at 64 px on vae-a and vae-b, 1 at 256 px on vae-a). Sampling draws with
+diffusers' ``randn_tensor`` (a CPU generator gives the same numbers for a CUDA latent). The model's own ``[-1,1]``
+convention stays inside this wrapper.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+
+def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    r"""``KL(N(mean, e^logvar) || N(0, I))`` per image, **summed** over the latent elements: ``[N]``.
+
+    .. math:: \mathrm{KL} = \tfrac12 \sum_{c,h,w} (\mu^2 + \sigma^2 - 1 - \ln\sigma^2)
+
+    Computed by diffusers' ``DiagonalGaussianDistribution.kl()`` in float32 (whatever the latents' dtype),
+    for 4-D latents ``[N,C,h,w]``. That class clamps ``logvar`` to ``[-30, 20]``, as :meth:`LatentVAE.encode`
+    already has, so for encoder outputs the clamp changes nothing (a ``logvar`` given from elsewhere outside
+    that range is clamped first). Reduction: a sum per sample (the KL that protect's records report); the zoo
+    recipes' and SRL-VAE's training losses use the *mean* over elements instead and keep their own one-line
+    formula (see ``latentguard.zoo.train.recipes._vae_photo_loss``).
+    """
+    # deferred: diffusers is imported only once a model is used
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    if mean.shape != logvar.shape or mean.ndim != 4:
+        raise ValueError(f"mean and logvar must be [N,C,h,w] of one shape, got {tuple(mean.shape)} and {tuple(logvar.shape)}")
+    return DiagonalGaussianDistribution(torch.cat([mean.float(), logvar.float()], dim=1)).kl()
 
 
 @dataclass(frozen=True)
@@ -89,33 +120,34 @@ class LatentVAE(nn.Module):
                 "pad it first (latentguard.models.pad_to_multiple)"
             )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior ``q(z|x) = N(mean, diag(exp(logvar)))`` of images ``x`` in ``[0,1]``."""
+    def posterior(self, x: torch.Tensor) -> DiagonalGaussianDistribution:
+        """diffusers' posterior ``q(z|x)`` (``AutoencoderKL.encode(x).latent_dist``) of images ``x`` in ``[0,1]``."""
         self._check_images(x)
-        h = self.model.encoder(x.to(self.dtype) * 2.0 - 1.0)
-        if getattr(self.model, "quant_conv", None) is not None:
-            h = self.model.quant_conv(h)
-        mean, logvar = torch.chunk(h, 2, dim=1)
-        # diffusers clamps logvar to [-30, 20] in DiagonalGaussianDistribution; keep the same numerics.
-        logvar = torch.clamp(logvar, -30.0, 20.0)
-        return mean, logvar
+        return self.model.encode(x.to(self.dtype) * 2.0 - 1.0).latent_dist
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior ``q(z|x) = N(mean, diag(exp(logvar)))`` of images ``x`` in ``[0,1]``: ``(mean, logvar)``,
+        ``logvar`` clamped to ``[-30, 20]`` by diffusers."""
+        post = self.posterior(x)
+        return post.mean, post.logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Decode a raw latent to an image in ``[0,1]`` (unclamped)."""
-        if getattr(self.model, "post_quant_conv", None) is not None:
-            z = self.model.post_quant_conv(z.to(self.dtype))
-        out = self.model.decoder(z.to(self.dtype))
-        return (out + 1.0) / 2.0
+        return (self.model.decode(z.to(self.dtype)).sample + 1.0) / 2.0
 
     def sample(self, mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised sample ``mean + exp(logvar/2) * eps``."""
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        """Reparameterised sample ``mean + exp(logvar/2) * eps`` (as ``DiagonalGaussianDistribution.sample``;
+        ``eps`` from diffusers' ``randn_tensor``, so a CPU generator also serves CUDA latents)."""
+        # deferred: diffusers is imported only once a model is used
+        from diffusers.utils.torch_utils import randn_tensor
+
+        eps = randn_tensor(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + torch.exp(0.5 * logvar) * eps
 
     def reconstruct(self, x: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """``D(E(x))`` with the posterior mean (default) or a sampled latent, clamped to ``[0,1]``."""
-        mean, logvar = self.encode(x)
-        z = self.sample(mean, logvar, generator) if sample else mean
+        post = self.posterior(x)
+        z = post.sample(generator) if sample else post.mean
         return self.decode(z).clamp(0.0, 1.0)
 
     def to_pipeline_latent(self, z: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ def _open_dataset(spec: str, seed: int):
         except (IndexError, ValueError):
             raise UserError(f"bad dataset spec {spec!r}: use fashion-mnist:N or fashion-mnist:N:train|test") from None
         split = parts[2] if len(parts) > 2 else "train"
-        from latentguard.zoo.data import DataUnavailableError
+        from latentguard.io.datasets import DataUnavailableError
 
         try:
             x, caps, concepts, lab, ids = fashion_pairs(n, split=split, seed=seed)

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentguard.io.datasets import CAPTION_TEMPLATES, FASHION_CLASSES, caption_for, fashion_mnist, fashion_to_rgb32
+
 CAPTION_FILES = ("captions.csv", "captions.jsonl")
 STANDARD_COLUMNS = ("file", "caption", "concept")
 
@@ -276,8 +278,6 @@ def write_dataset(
 def fashion_subset(n: int, *, split: str = "train", seed: int = 0, balanced: bool = True,
                    exclude: Sequence[int] | None = None) -> np.ndarray:
     """Indices of ``n`` Fashion-MNIST images (class-balanced when ``balanced``), seeded, sorted."""
-    from latentguard.zoo.data import FASHION_CLASSES, fashion_mnist
-
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _, labels = fashion_mnist(split)
@@ -305,11 +305,9 @@ def fashion_pairs(n: int, *, split: str = "train", seed: int = 0, template: int 
                   exclude: Sequence[int] | None = None):
     """An in-memory Fashion-MNIST caption set: ``(images [n,3,32,32], captions, concepts, labels, ids)``.
 
-    ``template``: index into ``zoo.data.CAPTION_TEMPLATES`` or ``"random"`` (seeded per image).
-    Concepts are the class names (``zoo.data.FASHION_CLASSES``).
+    ``template``: index into ``io.datasets.CAPTION_TEMPLATES`` or ``"random"`` (seeded per image).
+    Concepts are the class names (``io.datasets.FASHION_CLASSES``).
     """
-    from latentguard.zoo.data import CAPTION_TEMPLATES, FASHION_CLASSES, caption_for, fashion_mnist, fashion_to_rgb32
-
     ids = fashion_subset(n, split=split, seed=seed, exclude=exclude)
     imgs, labels = fashion_mnist(split)
     lab = labels[ids]

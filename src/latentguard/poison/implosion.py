@@ -9,7 +9,7 @@ For each number ``k`` of poisoned concepts and each seed:
 2. measure the training set's Alignment Difficulty with ``zoo:embed`` (exact; AD, D_fea, D_stru);
 3. fine-tune a fresh copy of ``zoo:t2i``'s UNet on the set (epsilon-prediction MSE, the zoo recipe's
    objective, classifier-free-guidance caption drop; text from the frozen MiniLM tower via
-   :func:`latentguard.zoo.text.token_states`; latents = vae-a posterior mean x scaling factor);
+   :func:`latentguard.models.text.token_states`; latents = vae-a posterior mean x scaling factor);
 4. generate ``images_per_class`` images for each of the 10 class prompts with the diffusers pipeline
    (DDIM, fixed generator seed across ``k``: common random numbers) and score them with ``zoo:embed``:
    zero-shot accuracy over the 10 class prompts and mean image-prompt cosine, separately for
@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from latentguard.core.config import read_toml
+from latentguard.io.datasets import FASHION_CLASSES, caption_for
 
 _SECTIONS = {
     "data": ("n_images", "split", "template", "data_seed"),
@@ -150,7 +151,6 @@ class ImplosionConfig:
 # ----------------------------------------------------------------------------------------------------
 def _poisoned_set(cfg: ImplosionConfig, clean, k: int, seed: int, vae):
     from latentguard.poison import poisons as P
-    from latentguard.zoo.data import FASHION_CLASSES
 
     plan = P.poison_plan(list(FASHION_CLASSES), k, seed=seed)
     ps = clean
@@ -216,8 +216,6 @@ def generate_and_score(pipe, embedder, cfg: ImplosionConfig, seed: int, targets:
 
     Returns ``(metrics, images [10 * m, 3, 32, 32])`` (class-major order).
     """
-    from latentguard.zoo.data import FASHION_CLASSES, caption_for
-
     m = cfg.images_per_class
     prompts = [caption_for(c, cfg.eval_template) for c in range(len(FASHION_CLASSES))]
     all_prompts = [p for p in prompts for _ in range(m)]
@@ -279,7 +277,7 @@ def run_implosion(cfg: ImplosionConfig, out_dir: str | Path, *, device: str = "a
     from latentguard.poison.alignment import alignment_difficulty
     from latentguard.poison.dataset import PairSet, fashion_pairs
     from latentguard.poison.embed import embed_pairs, load_pair_embedder
-    from latentguard.zoo.text import token_states
+    from latentguard.models.text import token_states
 
     out = Path(out_dir)
     (out / "grids").mkdir(parents=True, exist_ok=True)

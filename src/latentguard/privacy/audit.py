@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentguard.io import datasets
+from latentguard.models import registry
 from latentguard.privacy import mia, roc
 from latentguard.privacy.pullback import PullbackConfig, analyze_pullback
 
@@ -44,18 +46,13 @@ def zoo_split_sets(model_spec: str, n_members: int | None, n_nonmembers: int | N
     A subset (``n_members`` / ``n_nonmembers``) is drawn class-balanced-at-random with ``seed``.
     Captions are ``caption_for(label, template)`` as in training.
     """
-    from latentguard.zoo import data as zdata
-    from latentguard.zoo import registry
-
     folder = registry.model_dir(model_spec)
     split_file = folder / "splits.json"
     if split_file.exists():
         split = json.loads(split_file.read_text())
     else:
-        from latentguard.zoo.recipes import member_split
-
-        split = member_split()
-    images, labels = zdata.fashion_mnist("train")
+        split = datasets.member_split()
+    images, labels = datasets.fashion_mnist("train")
     rng = np.random.default_rng(seed)
 
     def take(ids: list[int], n: int | None) -> ImageSet:
@@ -64,8 +61,8 @@ def zoo_split_sets(model_spec: str, n_members: int | None, n_nonmembers: int | N
             if n < 2 or n > len(ids):
                 raise ValueError(f"subset size {n} must be in [2, {len(ids)}]")
             ids = np.sort(rng.choice(ids, n, replace=False))
-        x = torch.from_numpy(zdata.fashion_to_rgb32(images[ids]))
-        prompts = [zdata.caption_for(int(labels[i]), template) for i in ids]
+        x = torch.from_numpy(datasets.fashion_to_rgb32(images[ids]))
+        prompts = [datasets.caption_for(int(labels[i]), template) for i in ids]
         return ImageSet(x, prompts, [f"fmnist-train-{int(i)}" for i in ids])
 
     mem = take(split["members"], n_members)

@@ -43,7 +43,7 @@ from latentguard.core.state import frozen
 # re-exported here because protect records and benchmarks use it.
 from latentguard.evaluate.metrics import psnr  # noqa: F401
 from latentguard.models.padding import pad_to_multiple
-from latentguard.models.vae import LatentVAE
+from latentguard.models.vae import LatentVAE, kl_standard_normal
 from latentguard.protect.transforms import parse_transforms
 
 NORMS = ("linf", "l2")
@@ -56,12 +56,6 @@ STEP_DECAYS = ("none", "linear", "cosine")
 def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Reparameterised sample ``mean + exp(logvar/2) * n`` (differentiable in mean and logvar)."""
     return mean + torch.exp(0.5 * logvar) * randn(mean.shape, generator, mean.device, mean.dtype)
-
-
-def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mean, e^logvar) || N(0, I))`` per image, summed over latent elements: ``[N]``."""
-    kl = 0.5 * (mean.float() ** 2 + torch.exp(logvar.float()) - 1.0 - logvar.float())
-    return kl.flatten(1).sum(1)
 
 
 def tile_grid(h: int, w: int, tile: int, overlap: int, multiple: int = 1) -> list[tuple[int, int, int, int]]:

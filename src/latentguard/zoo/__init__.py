@@ -1,5 +1,6 @@
-"""The bundled model zoo: small models honestly trained here on real images (see the cards)."""
+"""The bundled model zoo: small models honestly trained here on real images (see the cards).
 
-from latentguard.zoo.registry import ENTRIES, available, get_entry, model_dir, weights_root
-
-__all__ = ["ENTRIES", "available", "get_entry", "model_dir", "weights_root"]
+This package holds the weights (``weights/``) and cards (``cards/``) as package data, the
+``latentguard zoo`` command (:mod:`latentguard.zoo.cli`) and the training recipes (:mod:`latentguard.zoo.train`).
+The ``zoo:NAME`` registry the loaders use is :mod:`latentguard.models.registry`.
+"""

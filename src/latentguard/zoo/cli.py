@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from latentguard.zoo import registry
+from latentguard.models import registry
 
 
 def _list(args) -> int:
@@ -32,16 +32,16 @@ def _show(args) -> int:
 
 
 def _train(args) -> int:
+    # deferred: torch (the recipes, the runtime and io import it); `zoo list` and `--help` stay torch-free
     from latentguard.core.runtime import resolve_device
-    from latentguard.zoo.recipes import RECIPES, check_init, train
+    from latentguard.io import write_manifest
+    from latentguard.zoo.train.recipes import RECIPES, check_init, train
 
     if args.name not in RECIPES:
         raise ValueError(f"zoo:{args.name} has no training recipe here (recipes: {', '.join(RECIPES)})")
     check_init(args.name, Path(args.init) if args.init else None)
     dev = resolve_device(args.device)
     out = Path(args.out)
-    from latentguard.io import write_manifest
-
     cfg = {"name": args.name, "device": str(dev), "steps": args.steps, "max_minutes": args.max_minutes,
            "zoo_dir": args.zoo_dir, "stop_at": args.stop_at, "init": args.init, "finetune_steps": args.finetune_steps}
     write_manifest(out, f"latentguard zoo train {args.name}", cfg, RECIPES[args.name].seed)
@@ -54,9 +54,9 @@ def _train(args) -> int:
 
 def _export(args) -> int:
     """Write a self-contained diffusers pipeline folder (StableDiffusionPipeline.from_pretrained loads it)."""
-    from latentguard.models import load_pipeline
-
+    # deferred: torch and diffusers
     from latentguard.io import write_manifest
+    from latentguard.models import load_pipeline
 
     entry = registry.get_entry(args.name)
     out = Path(args.out)

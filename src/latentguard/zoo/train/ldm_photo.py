@@ -8,7 +8,7 @@ pipelines are called with ``prompt=""``; the cross-attention dimension (384) is 
 Stable Diffusion pipelines can pass their text states, which no block reads.
 
 Data: random crops (random scales, flips) of every freely licensed photo collection the project installs
-(:data:`PHOTO_SOURCES`; licences in the card), never the held-out sample photos of ``latentguard.data``.
+(:data:`PHOTO_SOURCES`; licences in the card), never the held-out sample photos of ``latentguard.samples``.
 Crops are drawn once into a latent bank (posterior means x scaling factor; vae-a's posterior is so narrow
 that a sample and the mean differ by less than 1e-4 in PSNR), 64 px crops (16x16 latents) and 128 px crops
 (32x32 latents), then training draws batches from the bank.
@@ -75,7 +75,7 @@ def latent_bank(vae, photos: list[np.ndarray], crop: int, n: int, seed: int, sca
                 device: torch.device | str = "cpu") -> torch.Tensor:
     """``n`` random crops (scales, flips) of ``photos`` encoded by ``vae`` (a diffusers AutoencoderKL):
     posterior means times the scaling factor, ``[n,4,crop/4,crop/4]``."""
-    from latentguard.harden.data import ImageCrops
+    from latentguard.harden.crops import ImageCrops
 
     crops = ImageCrops(photos, crop, seed=seed, scales=scales)
     sf = float(vae.config.scaling_factor)
@@ -101,9 +101,9 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
-    from latentguard.zoo.recipes import _photos
-    from latentguard.zoo.registry import weights_root
-    from latentguard.zoo.text import token_states
+    from latentguard.io.datasets import photos as _photos
+    from latentguard.models.registry import weights_root
+    from latentguard.models.text import token_states
 
     torch.set_num_threads(recipe.threads)
     steps = steps or recipe.steps

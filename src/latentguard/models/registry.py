@@ -1,4 +1,9 @@
-"""The bundled model zoo: names, where the weights live, and the cards."""
+"""The bundled model zoo's registry: each ``zoo:NAME`` spec, its kind, and the folder of its weights.
+
+The weights and the cards stay package data of :mod:`latentguard.zoo` (``src/latentguard/zoo/weights/NAME``,
+``src/latentguard/zoo/cards/NAME.md``); this module only computes their paths, so the loaders of
+:mod:`latentguard.models` resolve ``zoo:NAME`` without importing anything above them. No torch here.
+"""
 
 from __future__ import annotations
 
@@ -27,14 +32,19 @@ ENTRIES: dict[str, ZooEntry] = {
 }
 
 
+# The zoo package's folder (src/latentguard/zoo/), where the weights and cards are shipped as package data.
+ZOO_PACKAGE_DIR = Path(__file__).parent.parent / "zoo"
+
+
 def weights_root() -> Path:
     """Folder of the bundled weights (``LATENTGUARD_ZOO_DIR`` overrides, e.g. for freshly trained ones)."""
     env = os.environ.get("LATENTGUARD_ZOO_DIR")
-    return Path(env) if env else Path(__file__).parent / "weights"
+    return Path(env) if env else ZOO_PACKAGE_DIR / "weights"
 
 
 def cards_root() -> Path:
-    return Path(__file__).parent / "cards"
+    """Folder of the model cards (``NAME.md``, and ``NAME.build.md`` where a build log exists)."""
+    return ZOO_PACKAGE_DIR / "cards"
 
 
 def get_entry(name: str) -> ZooEntry:

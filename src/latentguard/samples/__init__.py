@@ -1,4 +1,5 @@
-"""Bundled sample images: real CC0 / public-domain photos from scikit-image, centre-cropped to 256x256.
+"""The bundled sample photos (package data, ``samples/*.png``): real CC0 / public-domain photos from
+scikit-image, centre-cropped to 256x256.
 
 astronaut (NASA, public domain), coffee and chelsea (Rachel Michetti / Stefan van der Walt, CC0),
 rocket (SpaceX, CC0), hubble_deep_field (NASA/ESA, public domain), motorcycle_left (Middlebury stereo,
@@ -13,7 +14,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-SAMPLES_DIR = Path(__file__).parent / "samples"
+from latentguard.io.images import load_image
+
+SAMPLES_DIR = Path(__file__).parent
 
 
 def sample_paths() -> list[Path]:
@@ -23,8 +26,6 @@ def sample_paths() -> list[Path]:
 
 def sample_images(size: int = 64, n: int | None = None) -> torch.Tensor:
     """The bundled photos as ``[N,3,size,size]`` in [0,1] (antialiased resize from 256x256)."""
-    from latentguard.io.images import load_image
-
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
     paths = sample_paths()[: n if n is not None else None]

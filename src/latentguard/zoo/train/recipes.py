@@ -1,5 +1,5 @@
 """Training recipes of the bundled model zoo. Seeds and hyper-parameters live here, so anyone rebuilds
-the same weights with ``latentguard zoo train NAME`` (or ``python -m latentguard.zoo.recipes``).
+the same weights with ``latentguard zoo train NAME`` (or ``python -m latentguard.zoo.train.recipes``).
 
 Every recipe runs on CPU or GPU, stops at ``steps`` or ``max_minutes`` (whichever first), logs JSONL,
 and writes a diffusers-format (safetensors) folder.
@@ -18,8 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentguard.harden.data import DEFAULT_SCALES, ImageCrops
-from latentguard.zoo import data as zdata
+from latentguard.harden.crops import DEFAULT_SCALES, ImageCrops
+from latentguard.io import datasets
+from latentguard.models.registry import weights_root
+from latentguard.models.text import sentence_embeddings, token_states
 
 # ----------------------------------------------------------------------------------------------------
 # Architectures
@@ -91,21 +93,6 @@ RECIPES: dict[str, Recipe] = {
     "embed": Recipe("embed", "embed", seed=4, steps=5000, batch_size=256, lr=1e-3, extra={}),
 }
 
-MEMBER_SPLIT_SEED = 1234
-
-
-def member_split(n_members: int = 500, n_nonmembers: int = 500, seed: int = MEMBER_SPLIT_SEED) -> dict:
-    """Declared member / non-member ids (indices into the Fashion-MNIST train split), class-balanced."""
-    _, labels = zdata.fashion_mnist("train")
-    rng = np.random.default_rng(seed)
-    members, nonmembers = [], []
-    for c in range(10):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        members += idx[: n_members // 10].tolist()
-        nonmembers += idx[n_members // 10 : n_members // 10 + n_nonmembers // 10].tolist()
-    return {"dataset": "fashion-mnist/train", "seed": seed, "members": sorted(members), "nonmembers": sorted(nonmembers)}
-
-
 # ----------------------------------------------------------------------------------------------------
 # Helpers
 # ----------------------------------------------------------------------------------------------------
@@ -149,22 +136,6 @@ class PhotoCrops(ImageCrops):
         return super().batch(n).to(self.device)
 
 
-def _photos(spec: str) -> list[np.ndarray]:
-    out: list[np.ndarray] = []
-    for part in spec.split("+"):
-        if part.startswith("nature:"):
-            out += zdata.nature_photos(part.split(":", 1)[1])
-        elif part == "lomiri":
-            out += zdata.lomiri_photos()
-        elif part == "lomiri20":
-            out += zdata.lomiri20_photos()
-        elif part == "sklearn":
-            out += zdata.sklearn_photos()
-        else:
-            raise ValueError(f"unknown photo source {part!r}")
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------
 # VAE
 # ----------------------------------------------------------------------------------------------------
@@ -174,6 +145,9 @@ def _vae_photo_loss(vae, x: torch.Tensor, kl_w: float, l1_w: float):
     post = vae.encode(x).latent_dist
     rec = vae.decode(post.sample()).sample
     mse = F.mse_loss(rec, x)
+    # Not diffusers' post.kl() nor latentguard.models.kl_standard_normal: those sum over the latent elements
+    # of each sample; this loss takes the mean over all elements, the reduction kl_weight (1e-5) was tuned
+    # for and the bundled VAEs were trained with (changing it would change their rebuilds).
     kl = 0.5 * (post.mean.pow(2) + post.var - 1 - post.logvar).mean()
     return mse + l1_w * (rec - x).abs().mean() + kl_w * kl, rec, mse, kl
 
@@ -192,7 +166,7 @@ def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
     vae = AutoencoderKL(**VAE_CONFIGS[recipe.name]).to(device)
-    photos = _photos(recipe.extra["photos"])
+    photos = datasets.photos(recipe.extra["photos"])
     crops = PhotoCrops(photos, recipe.extra["crop"], device, recipe.seed)
     big = recipe.extra.get("big_crop")
     # every other step: crops of twice the side at a quarter of the batch (same pixels per step)
@@ -258,14 +232,14 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
     ref = AutoencoderKL.from_pretrained(init, torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
     vae = AutoencoderKL.from_pretrained(init, torch_dtype=torch.float32).to(device).train()
     sf = float(ref.config.scaling_factor)
-    photos = _photos(ft.get("photos", recipe.extra["photos"]))
+    photos = datasets.photos(ft.get("photos", recipe.extra["photos"]))
     levels: dict = {}  # the resized photos, shared by the samplers of every crop size
     samplers = [(PhotoCrops(photos, side, device, ft["seed"] + i, levels=levels), n)
                 for i, (side, n) in enumerate(ft["sizes"])]
-    images, _ = zdata.fashion_mnist("train")
+    images, _ = datasets.fashion_mnist("train")
     rng = np.random.default_rng(ft["seed"])
     pick = np.sort(rng.choice(len(images), ft["anchor_images"], replace=False))
-    xa = torch.from_numpy(zdata.fashion_to_rgb32(images[pick])).to(device) * 2 - 1
+    xa = torch.from_numpy(datasets.fashion_to_rgb32(images[pick])).to(device) * 2 - 1
     with torch.no_grad():
         za = torch.cat([ref.encode(xa[i : i + 512]).latent_dist.mean for i in range(0, len(xa), 512)])
         ra = torch.cat([ref.decode(za[i : i + 512]).sample for i in range(0, len(za), 512)])
@@ -313,29 +287,25 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
 # Text-to-image UNet
 # ----------------------------------------------------------------------------------------------------
 def _text_cache(device: torch.device, cache: Path | None):
-    caps = zdata.all_captions()
+    caps = datasets.all_captions()
     if cache is not None and Path(cache).exists():
         blob = torch.load(cache, map_location="cpu", weights_only=True)
         assert blob["captions"] == caps, "text cache does not match the caption set"
         return caps, blob["states"].to(device), blob["sentences"].to(device)
-    from latentguard.zoo.text import sentence_embeddings, token_states
-
     states, _ = token_states(caps, device="cpu")
     sents = sentence_embeddings(caps, device="cpu")
     return caps, states.to(device), sents.to(device)
 
 
 def build_text_cache(path: Path) -> None:
-    from latentguard.zoo.text import sentence_embeddings, token_states
-
-    caps = zdata.all_captions()
+    caps = datasets.all_captions()
     states, _ = token_states(caps)
     torch.save({"captions": caps, "states": states, "sentences": sentence_embeddings(caps)}, path)
 
 
 def encode_fashion_latents(vae, images: np.ndarray, device: torch.device, batch: int = 1000) -> torch.Tensor:
     """Scaled latents (posterior mean * scaling_factor) of 28x28 uint8 images via a diffusers VAE."""
-    x = torch.from_numpy(zdata.fashion_to_rgb32(images))
+    x = torch.from_numpy(datasets.fashion_to_rgb32(images))
     out = []
     with torch.no_grad():
         for i in range(0, len(x), batch):
@@ -353,8 +323,8 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
     stop_at = stop_at if stop_at is not None else (recipe.stop_at if steps == recipe.steps else None)
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
-    images, labels = zdata.fashion_mnist("train")
-    split = member_split(recipe.extra.get("n_members", 500), recipe.extra.get("n_nonmembers", 500))
+    images, labels = datasets.fashion_mnist("train")
+    split = datasets.member_split(recipe.extra.get("n_members", 500), recipe.extra.get("n_nonmembers", 500))
     if recipe.extra["split"] == "members":
         ids = np.array(split["members"])
     else:
@@ -365,7 +335,7 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
     lab = torch.from_numpy(labels[ids]).to(device)
     del vae
     caps, states, _ = _text_cache(device, text_cache)
-    n_t = len(zdata.CAPTION_TEMPLATES)
+    n_t = len(datasets.CAPTION_TEMPLATES)
     unet = UNet2DConditionModel(**UNET_CONFIG).to(device)
     ema = None
     if recipe.extra.get("ema", 0) > 0:
@@ -421,14 +391,15 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
 # ----------------------------------------------------------------------------------------------------
 def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | None = None,
                 max_minutes: float | None = None, text_cache: Path | None = None, stop_at: int | None = None) -> Path:
-    from latentguard.zoo.embedder import ZooEmbedder
+    # deferred: models.embedders imports diffusers at its top
+    from latentguard.models.embedders import ZooEmbedder
 
     steps = steps or recipe.steps
     stop_at = stop_at if stop_at is not None else (recipe.stop_at if steps == recipe.steps else None)
     max_minutes = max_minutes or recipe.max_minutes
     torch.manual_seed(recipe.seed)
-    images, labels = zdata.fashion_mnist("train")
-    x_all = torch.from_numpy(zdata.fashion_to_rgb32(images)).to(device)
+    images, labels = datasets.fashion_mnist("train")
+    x_all = torch.from_numpy(datasets.fashion_to_rgb32(images)).to(device)
     y_all = torch.from_numpy(labels).to(device)
     _, _, sents = _text_cache(device, text_cache)
     model = ZooEmbedder().to(device)
@@ -446,7 +417,7 @@ def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | No
         if torch.rand(1, generator=g) < 0.5:
             x = x.flip(-1)
         x = (x * (0.8 + 0.4 * torch.rand(len(x), 1, 1, 1, generator=g).to(device))).clamp(0, 1)
-        tmpl = torch.randint(len(zdata.CAPTION_TEMPLATES), (recipe.batch_size,), generator=g).to(device)
+        tmpl = torch.randint(len(datasets.CAPTION_TEMPLATES), (recipe.batch_size,), generator=g).to(device)
         t_emb = model.embed_text_features(sents[1 + tmpl * 10 + y])
         i_emb = model.embed_images(x)
         logits = model.logit_scale.exp().clamp(max=100) * i_emb @ t_emb.t()
@@ -497,8 +468,6 @@ def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, m
         return finetune_vae(r, Path(init), Path(out), dev, finetune_steps, max_minutes)
     if r.kind == "t2i":
         if zoo_dir is None:
-            from latentguard.zoo.registry import weights_root
-
             zoo_dir = weights_root()
         return train_t2i(r, out, dev, Path(zoo_dir), steps, max_minutes, text_cache, stop_at=stop_at)
     return train_embed(r, out, dev, steps, max_minutes, text_cache, stop_at)

@@ -1,4 +1,4 @@
-"""Training data for SRL-VAE: seeded random crops (random scales, flips) of a folder of images.
+"""Training crops for SRL-VAE (and the zoo recipes): seeded random crops (random scales, flips) of a folder of images.
 
 The sampler's state (a CPU ``torch.Generator``) is part of every checkpoint, so an interrupted run
 resumes with exactly the crops it would have drawn.

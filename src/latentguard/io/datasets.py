@@ -1,4 +1,6 @@
-"""Real training and evaluation data for the bundled model zoo, all obtained offline.
+"""Data set loaders shared by the zoo's training recipes and the capabilities (privacy audits, poisons,
+implosion), all obtained offline. numpy only (PIL, scikit-learn and scikit-image are imported by the loaders
+that need them).
 
 Sources (every one installable from a package registry; licences recorded in the model cards):
 
@@ -14,7 +16,10 @@ Sources (every one installable from a package registry; licences recorded in the
   held-out quality figures are measured on them.
 * ``fashion`` Fashion-MNIST (Debian ``dataset-fashion-mnist``, MIT): 70k 28x28 product photos in 10
   labelled classes, padded to 32x32 and replicated to RGB. Training data of ``t2i``, ``t2i-members`` and
-  ``embed``; the class names give the captions.
+  ``embed``; the class names give the captions. :func:`member_split` declares the member / non-member ids of
+  ``t2i-members`` (the privacy audits' target).
+
+The bundled held-out photos themselves (the PNGs that ship with the package) are :mod:`latentguard.samples`.
 """
 
 from __future__ import annotations
@@ -110,6 +115,24 @@ def lomiri20_photos() -> list[np.ndarray]:
     return [_read_rgb(LOMIRI_DIR / n) for n in LOMIRI20_FILES]
 
 
+def photos(spec: str) -> list[np.ndarray]:
+    """The photo collections named by ``spec``, ``+``-joined: ``nature:all|even|odd``, ``lomiri``, ``lomiri20``,
+    ``sklearn`` (e.g. ``"nature:all+lomiri"``, vae-a's stage 2), as uint8 HxWx3 arrays in that order."""
+    out: list[np.ndarray] = []
+    for part in spec.split("+"):
+        if part.startswith("nature:"):
+            out += nature_photos(part.split(":", 1)[1])
+        elif part == "lomiri":
+            out += lomiri_photos()
+        elif part == "lomiri20":
+            out += lomiri20_photos()
+        elif part == "sklearn":
+            out += sklearn_photos()
+        else:
+            raise ValueError(f"unknown photo source {part!r}")
+    return out
+
+
 def sklearn_photos() -> list[np.ndarray]:
     """scikit-learn's two sample photos (china, flower)."""
     from sklearn.datasets import load_sample_images
@@ -175,3 +198,22 @@ def all_captions() -> list[str]:
         for c in FASHION_CLASSES:
             caps.append(t.format(c))
     return caps
+
+
+MEMBER_SPLIT_SEED = 1234
+
+
+def member_split(n_members: int = 500, n_nonmembers: int = 500, seed: int = MEMBER_SPLIT_SEED) -> dict:
+    """Declared member / non-member ids (indices into the Fashion-MNIST train split), class-balanced.
+
+    ``zoo:t2i-members`` was trained on the members of the default split (its ``splits.json`` holds the ids);
+    ``zoo:t2i`` never saw either set.
+    """
+    _, labels = fashion_mnist("train")
+    rng = np.random.default_rng(seed)
+    members, nonmembers = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        members += idx[: n_members // 10].tolist()
+        nonmembers += idx[n_members // 10 : n_members // 10 + n_nonmembers // 10].tolist()
+    return {"dataset": "fashion-mnist/train", "seed": seed, "members": sorted(members), "nonmembers": sorted(nonmembers)}
