@@ -144,10 +144,11 @@ def amplified_difference(delta: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def center_crop(x: torch.Tensor, size: int, multiple: int = 8) -> torch.Tensor:
-    """The central crop of at most ``size`` pixels a side, rounded down to ``multiple`` (no resampling)."""
+    """The whole image when it fits in ``size``, else its central crop of ``size`` rounded down to ``multiple``
+    pixels a side (a crop, never a resampling: the perturbation stays intact)."""
     h, w = x.shape[-2:]
-    ch = min(h, size) if h < multiple else max(multiple, min(h, size) // multiple * multiple)
-    cw = min(w, size) if w < multiple else max(multiple, min(w, size) // multiple * multiple)
+    ch = h if h <= size else max(multiple, size // multiple * multiple)
+    cw = w if w <= size else max(multiple, size // multiple * multiple)
     top, left = (h - ch) // 2, (w - cw) // 2
     return x[..., top:top + ch, left:left + cw]
 
