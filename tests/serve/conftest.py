@@ -41,15 +41,35 @@ def serve_config(tmp_path_factory):
 
     require_zoo("vae-a", "t2i")
     return ServeConfig(data_dir=tmp_path_factory.mktemp("serve-data"), models=["zoo:vae-a"], editor="zoo:t2i",
-                       default_steps=1, max_steps=5, preview_steps=2, preview_size=32, sync_wait_s=300.0,
+                       default_steps=1, max_steps=5, preview_steps=4, preview_size=128, sync_wait_s=300.0,
                        queue_size=8, max_upload_bytes=2 * 1024 * 1024, max_pixels=512 * 512)
 
 
 @pytest.fixture(scope="session")
-def client(serve_config):
+def pool(serve_config):
+    """One worker pool (its models load once) shared by the TestClient app and the live server."""
+    from latentguard.serve.jobs import WorkerPool
+
+    p = WorkerPool(serve_config)
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def client(serve_config, pool):
     from fastapi.testclient import TestClient
 
     from latentguard.serve.app import create_app
 
-    with TestClient(create_app(serve_config)) as c:
+    with TestClient(create_app(serve_config, pool=pool)) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def live_url(serve_config, pool):
+    """The same service on a real uvicorn server on 127.0.0.1 (a port the system picks)."""
+    from latentguard.serve.app import create_app
+    from latentguard.serve.server import background_server
+
+    with background_server(create_app(serve_config, pool=pool)) as url:
+        yield url
