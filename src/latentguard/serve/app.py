@@ -73,7 +73,7 @@ def _one_line(text: Any) -> str:
 
 def _doc_line(cls: type) -> str:
     doc = (cls.__doc__ or "").strip().splitlines()
-    return doc[0].strip() if doc else ""
+    return doc[0].strip().replace("``", "").replace(":math:", "") if doc else ""
 
 
 def surrogate_note(model: str, editor: str) -> str:
