@@ -373,4 +373,10 @@ class WorkerPool:
                 del self._jobs[j.id]
         for j in old:
             shutil.rmtree(j.folder, ignore_errors=True)
+        for z in (self.root / "zips").glob("*.zip"):  # a zip whose download was cut short
+            try:
+                if now - z.stat().st_mtime > ttl:
+                    z.unlink()
+            except FileNotFoundError:
+                pass
         return len(old)
