@@ -22,7 +22,7 @@
 
   function updateNotes() {
     const m = info.methods.find((x) => x.name === $("method").value);
-    $("method-summary").textContent = m ? `${m.name}: ${m.summary}` + (m.surrogate !== "VAE" ? ` (attacks the editor pipeline ${info.editor}).` : "") : "";
+    $("method-summary").textContent = m ? (m.summary.startsWith(m.name) ? m.summary : `${m.name}: ${m.summary}`) + (m.surrogate !== "VAE" ? ` (attacks the editor pipeline ${info.editor}).` : "") : "";
     $("surrogate-note").textContent = info.notes[$("model").value] || "";
     $("model").disabled = !!(m && m.surrogate !== "VAE");
   }
