@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up latentguard on a fresh machine: system data packages, a virtual environment in .venv,
-# torch (the local CPU wheel 2.13.0 where present), and the package with its test extras.
+# torch (the local CPU wheel 2.13.0 where present), and the package with its test and web extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,6 +19,18 @@ if command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/share/datasets/fashion-mnis
   fi
 fi
 
+# The browser test of `latentguard serve` drives Debian's chromium through Debian's chromedriver (Selenium);
+# nothing downloads a browser at run time. Without them that one test is skipped, saying why.
+if command -v apt-get >/dev/null 2>&1 && { ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        chromium chromium-driver >/dev/null) \
+      || echo "setup: warning: could not install chromium/chromium-driver; the serve browser test will be skipped" >&2
+  else
+    echo "setup: note: run 'sudo apt-get install chromium chromium-driver' for the serve browser test" >&2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
@@ -28,5 +40,5 @@ fi
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   quiet_pip .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 fi
-quiet_pip .venv/bin/python -m pip install -q -e ".[test]"
+quiet_pip .venv/bin/python -m pip install -q -e ".[test,web]"
 .venv/bin/python -c "import latentguard, torch, diffusers; print('latentguard', latentguard.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__)"

@@ -22,6 +22,7 @@ CAPABILITY_CLIS = (
     "latentguard.poison.cli",
     "latentguard.evaluate.cli",
     "latentguard.demo",
+    "latentguard.serve.cli",
 )
 
 
