@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from latentguard.data import sample_paths
+from latentguard.samples import sample_paths
 from latentguard.evaluate.metrics import psnr
 from latentguard.io import load_image
 from latentguard.models import load_vae

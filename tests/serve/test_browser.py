@@ -61,7 +61,7 @@ def _wait(fn, timeout: float, what: str):
 def test_protect_in_the_browser(live_url, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from latentguard.data import sample_paths
+    from latentguard.samples import sample_paths
     from latentguard.io import load_image, save_image
 
     src = next(p for p in sample_paths() if p.stem == "chelsea")

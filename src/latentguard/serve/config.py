@@ -12,10 +12,7 @@ from pathlib import Path
 
 from latentguard.protect import available as available_methods
 
-try:  # the zoo registry moves to latentguard.models.registry (issue 15); either place works
-    from latentguard.models import registry as _registry
-except ImportError:
-    from latentguard.zoo import registry as _registry
+from latentguard.models import registry as _registry
 
 # The photo editor being trained (zoo/train/ldm_photo.py); the default editor once its weights ship.
 PHOTO_EDITOR = "zoo:ldm-photo"
