@@ -10,6 +10,10 @@
   img2img at strength 0.5 keeps the input's structure: SSIM(edit, input) vs SSIM(random test image, input).
 * t2i-members: loss-based membership attack (mean epsilon-MSE over fixed noises at several t) AUROC,
   members vs non-members (the declared splits).
+* ldm-photo: img2img at strength 0.3 / 0.5 (prompt "") stays close to its input (PSNR, SSIM to the input, next to
+  vae-a's own reconstruction); inpainting of a centred 96 px square against a blurred fill of the same hole;
+  unconditional 64 px samples: mean cosine (zoo:embed) to the nearest held-out real crop, against uniform noise
+  and Fashion-MNIST images. Grids: zoo_ldm_photo_{img2img,inpaint,samples}.png.
 * embed: zero-shot accuracy on the Fashion-MNIST test split (5-template ensemble) vs chance.
 """
 
@@ -113,6 +117,70 @@ def t2i_quality(n_per_class: int = 8, steps: int = 25) -> dict:
 
 
 @torch.no_grad()
+def ldm_photo_quality(steps: int = 50, n_samples: int = 16) -> dict:
+    """zoo:ldm-photo on the 8 held-out photos (256 px): img2img fidelity at strength 0.3 / 0.5 (prompt "",
+    DDIM ``steps``, no guidance), inpainting of a centred 96 px square against a blurred fill, and unconditional
+    64 px samples scored by zoo:embed against held-out real crops, uniform noise and Fashion-MNIST images."""
+    from latentguard.models import load_embedder, load_pipeline, load_vae
+
+    x = sample_images(256)
+    vae = load_vae("zoo:vae-a")
+    rec = torch.cat([vae.reconstruct(x[i : i + 4]) for i in range(0, len(x), 4)])
+    out: dict = {"vae_a_reconstruction": {"psnr_db": round(_psnr(rec, x), 3), "ssim": round(_ssim(rec, x), 4)}}
+    i2i = load_pipeline("zoo:ldm-photo", kind="img2img")
+    edits = {}
+    for strength in (0.3, 0.5):
+        e = i2i([""] * len(x), image=x, strength=strength, num_inference_steps=steps, guidance_scale=1.0,
+                generator=torch.Generator().manual_seed(0), output_type="pt").images.clamp(0, 1)
+        edits[strength] = e
+        out[f"img2img_strength{strength}"] = {"psnr_db_to_input": round(_psnr(e, x), 3),
+                                              "ssim_to_input": round(_ssim(e, x), 4)}
+    # inpainting: a centred square is masked; compare the masked region to the original
+    side = 96
+    m = torch.zeros(len(x), 1, 256, 256)
+    m[:, :, 80 : 80 + side, 80 : 80 + side] = 1
+    inp = load_pipeline("zoo:ldm-photo", kind="inpaint")
+    filled = inp([""] * len(x), image=x, mask_image=m, height=256, width=256, strength=1.0, num_inference_steps=steps,
+                 guidance_scale=1.0,
+                 generator=torch.Generator().manual_seed(0), output_type="pt").images.clamp(0, 1)
+    from latentguard.evaluate.purify import gaussian_blur
+
+    # the blurred fill: normalised convolution of the visible pixels (what a blur-inpainting does)
+    keep = 1 - m
+    num, den = gaussian_blur(x * keep, 12.0), gaussian_blur(keep.expand_as(x), 12.0).clamp_min(1e-6)
+    blur_fill = x * keep + (num / den).clamp(0, 1) * m
+    sl = (slice(None), slice(None), slice(80, 80 + side), slice(80, 80 + side))
+    out["inpaint_96px_square"] = {
+        "psnr_db_masked_region": round(_psnr(filled[sl], x[sl]), 3),
+        "ssim_masked_region": round(_ssim(filled[sl], x[sl]), 4),
+        "blurred_fill_psnr_db": round(_psnr(blur_fill[sl], x[sl]), 3),
+        "blurred_fill_ssim": round(_ssim(blur_fill[sl], x[sl]), 4),
+        "psnr_db_outside_mask": round(_psnr(filled * keep, x * keep), 3),
+    }
+    # unconditional samples
+    t2i = load_pipeline("zoo:ldm-photo", kind="text2img")
+    samples = t2i([""] * n_samples, height=64, width=64, num_inference_steps=steps, guidance_scale=1.0,
+                  generator=torch.Generator().manual_seed(1), output_type="pt").images.clamp(0, 1)
+    emb = load_embedder("zoo:embed")
+    real = emb.embed_images(sample_crops(64, per_image=4, seed=1))
+    g = torch.Generator().manual_seed(2)
+    imgs, _ = datasets.fashion_mnist("test")
+    fm = torch.nn.functional.interpolate(torch.from_numpy(datasets.fashion_to_rgb32(imgs[:n_samples])), size=(64, 64),
+                                         mode="bilinear", align_corners=False)
+    sets = {"ldm_photo_samples": samples, "uniform_noise": torch.rand(n_samples, 3, 64, 64, generator=g),
+            "fashion_mnist": fm}
+
+    def nn_cos(t):  # mean cosine similarity to the nearest held-out real crop
+        return round(float((emb.embed_images(t) @ real.t()).max(1).values.mean()), 4)
+
+    out["unconditional_64px"] = {k: {"nearest_real_cosine": nn_cos(v)} for k, v in sets.items()}
+    out["steps"] = steps
+    out["_grids"] = {"img2img": torch.cat([x[:4], edits[0.3][:4], edits[0.5][:4]]), "inpaint": torch.cat([x[:4] * keep[:4], filled[:4], blur_fill[:4]]),
+                     "samples": samples}
+    return out
+
+
+@torch.no_grad()
 def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dict:
     from sklearn.metrics import roc_auc_score
 
@@ -168,7 +236,7 @@ def main() -> None:
     outp = Path(a.out)
     if outp.exists():
         res = json.loads(outp.read_text())
-    for name in ("vae-a", "vae-b", "vae-a-srl", "embed", "t2i", "t2i-members"):
+    for name in ("vae-a", "vae-b", "vae-a-srl", "embed", "t2i", "t2i-members", "ldm-photo"):
         if name not in have or (a.only and name not in a.only):
             continue
         t0 = time.time()
@@ -184,6 +252,14 @@ def main() -> None:
 
             save_image(make_grid(grid.clamp(0, 1), nrow=8), outp.parent / "zoo_t2i_samples.png",
                        metadata={"what": "zoo:t2i samples, one row per class, 'a photo of a <class>'"})
+        elif name == "ldm-photo":
+            r = ldm_photo_quality()
+            from latentguard.core.grid import make_grid
+            from latentguard.io import save_image
+
+            for tag, g in r.pop("_grids").items():
+                save_image(make_grid(g, nrow=4), outp.parent / f"zoo_ldm_photo_{tag}.png",
+                           metadata={"what": f"zoo:ldm-photo {tag} on the held-out photos (benchmarks/bench_zoo.py)"})
         else:
             r = members_quality()
         r["seconds"] = round(time.time() - t0, 1)

@@ -27,6 +27,14 @@ DATA = {
     "fashion": "Fashion-MNIST (Debian `dataset-fashion-mnist`, MIT licence; Zalando Research): 28x28 grayscale product "
                "photos padded to 32x32 and replicated to RGB; captions from the 10 class names x 5 templates "
                "(`latentguard.io.datasets.CAPTION_TEMPLATES`)",
+    "photos": "random crops (64 px and 128 px, 8 scales from 0.5 to 0.045 of the full photo, horizontal flips) of 31 "
+              "photographs, every freely licensed photo collection the project installs: the 12 nature photos of Debian's "
+              "`mate-backgrounds` (GPL-2+ / CC-BY-SA per its copyright file), the 15 photos of `lomiri-wallpapers-16.04` "
+              "(Ubuntu 18.04 wallpaper contest; 9 CC-BY-4.0, 5 CC-BY-SA-4.0, 1 CC0-1.0), the 2 photos of "
+              "`lomiri-wallpapers-20.04` (Kleiber by Lukas Baubkus, Infinite Sea by Aury88; CC-BY-SA-3.0; its other two files "
+              "are illustrations and are left out) and scikit-learn's two sample photos (china.jpg, flower.jpg; CC-BY 2.0 / "
+              "public domain per scikit-learn). `ukui-wallpapers` and `gnome-backgrounds` were inspected and left out "
+              "(illustrations, not photos); `plasma-workspace-wallpapers` is reserved for independent evaluation and is not used",
     "holdout": "the 8 bundled sample photos (`latentguard.samples`, scikit-image's CC0/public-domain set), never used in training",
 }
 

@@ -164,8 +164,11 @@ def load_pipeline(
 ):
     """Load a diffusers Stable-Diffusion-style pipeline (``text2img`` | ``img2img`` | ``inpaint``).
 
-    ``zoo:t2i`` and ``zoo:t2i-members`` are assembled from the bundled UNet + scheduler, the bundled VAE
-    they were trained with, and the frozen MiniLM text tower. ``vae`` swaps in another (e.g. hardened) VAE.
+    ``zoo:t2i``, ``zoo:t2i-members`` and ``zoo:ldm-photo`` are assembled from the bundled UNet + scheduler, the
+    bundled VAE they were trained with, and the frozen MiniLM text tower. ``zoo:ldm-photo`` is unconditional (call
+    it with ``prompt=""``) and also runs as ``kind="inpaint"``: its UNet has 4 input channels, so diffusers'
+    inpainting pipeline re-imposes the known region's noised latents at every step (its legacy 4-channel mode)
+    instead of reading a mask channel. ``vae`` swaps in another (e.g. hardened) VAE.
     Safety checkers are disabled (the audits need raw outputs).
     """
     from diffusers import (
@@ -188,9 +191,9 @@ def load_pipeline(
     where_kind, where = resolve_spec(spec)
     if where_kind == "zoo":
         entry = registry.get_entry(where)
-        if entry.kind != "t2i":
-            raise ModelLoadError(f"zoo:{entry.name} is a {entry.kind} model, not a text-to-image pipeline")
-        if kind == "inpaint":
+        if entry.kind not in registry.PIPELINE_KINDS:
+            raise ModelLoadError(f"zoo:{entry.name} is a {entry.kind} model, not a diffusion pipeline")
+        if kind == "inpaint" and entry.kind != "ldm":
             raise ModelLoadError(f"zoo:{entry.name} has no inpainting UNet; use kind='img2img' or a real SD inpainting model")
         folder = registry.model_dir(entry.name)
         unet = UNet2DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=dt, use_safetensors=True)

@@ -17,9 +17,9 @@ ZOO_PREFIX = "zoo:"
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
-    kind: str  # vae | t2i | embed
+    kind: str  # vae | t2i (text-conditional LDM) | ldm (unconditional photo LDM: prompt "") | embed
     summary: str
-    vae: str | None = None  # t2i models reuse a zoo VAE instead of carrying a copy
+    vae: str | None = None  # diffusion models (t2i, ldm) reuse a zoo VAE instead of carrying a copy
 
 
 ENTRIES: dict[str, ZooEntry] = {
@@ -28,6 +28,7 @@ ENTRIES: dict[str, ZooEntry] = {
     "vae-a-srl": ZooEntry("vae-a-srl", "vae", "vae-a hardened by SRL-VAE (encoder fine-tuned, decoder frozen)"),
     "t2i": ZooEntry("t2i", "t2i", "text-conditional latent diffusion on Fashion-MNIST (vae-a latents, frozen MiniLM text)", vae="vae-a"),
     "t2i-members": ZooEntry("t2i-members", "t2i", "t2i trained long on a declared 500-image member split (MIA target)", vae="vae-a"),
+    "ldm-photo": ZooEntry("ldm-photo", "ldm", "unconditional latent diffusion of natural photos (vae-a latents, 64/128 px crops of 31 licensed photos; prompt \"\"): the photo editor", vae="vae-a"),
     "embed": ZooEntry("embed", "embed", "CLIP-like image-text embedder (conv image tower, frozen MiniLM + projection)"),
 }
 
@@ -65,6 +66,10 @@ def model_dir(name: str) -> Path:
             f"zoo model {entry.name!r} has no weights at {path}; rebuild it with `latentguard zoo train {entry.name}`"
         )
     return path
+
+
+# Kinds that assemble into a diffusers Stable Diffusion pipeline (UNet + scheduler + the zoo VAE + text tower).
+PIPELINE_KINDS = ("t2i", "ldm")
 
 
 def available() -> list[str]:

@@ -35,16 +35,16 @@ def _train(args) -> int:
     # deferred: torch (the recipes, the runtime and io import it); `zoo list` and `--help` stay torch-free
     from latentguard.core.runtime import resolve_device
     from latentguard.io import write_manifest
-    from latentguard.zoo.train.recipes import RECIPES, check_init, train
+    from latentguard.zoo.train.recipes import check_init, recipe_names, recipe_seed, train
 
-    if args.name not in RECIPES:
-        raise ValueError(f"zoo:{args.name} has no training recipe here (recipes: {', '.join(RECIPES)})")
+    if args.name not in recipe_names():
+        raise ValueError(f"zoo:{args.name} has no training recipe here (recipes: {', '.join(recipe_names())})")
     check_init(args.name, Path(args.init) if args.init else None)
     dev = resolve_device(args.device)
     out = Path(args.out)
     cfg = {"name": args.name, "device": str(dev), "steps": args.steps, "max_minutes": args.max_minutes,
            "zoo_dir": args.zoo_dir, "stop_at": args.stop_at, "init": args.init, "finetune_steps": args.finetune_steps}
-    write_manifest(out, f"latentguard zoo train {args.name}", cfg, RECIPES[args.name].seed)
+    write_manifest(out, f"latentguard zoo train {args.name}", cfg, recipe_seed(args.name))
     train(args.name, out, str(dev), args.steps, args.max_minutes,
           zoo_dir=Path(args.zoo_dir) if args.zoo_dir else None, stop_at=args.stop_at,
           init=Path(args.init) if args.init else None, finetune_steps=args.finetune_steps)
@@ -62,7 +62,7 @@ def _export(args) -> int:
     out = Path(args.out)
     if entry.kind == "vae":
         shutil.copytree(registry.model_dir(entry.name), out, dirs_exist_ok=True)
-    elif entry.kind == "t2i":
+    elif entry.kind in registry.PIPELINE_KINDS:
         pipe = load_pipeline(f"zoo:{entry.name}", kind="text2img")
         pipe.save_pretrained(out, safe_serialization=True)
     else:

@@ -62,6 +62,8 @@ class LDMPhotoRecipe:
     max_minutes: float = 90.0
     threads: int = 2
     checkpoint_every: int = 250
+    # The bundled build's stop (its checkpoint; the schedule still spans ``steps``), as vae-b's ``stop_at``.
+    stop_at: int | None = 1250
     vae: str = "vae-a"
     photos: str = PHOTO_SOURCES
     scales: tuple = PHOTO_SCALES
@@ -95,8 +97,12 @@ def _save(unet, out: Path) -> None:
 
 
 def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps: int | None = None,
-          max_minutes: float | None = None, zoo_dir: Path | None = None) -> Path:
-    """Train zoo:ldm-photo into ``out`` (``unet/``, ``scheduler/``, ``recipe.json``, ``train_log.jsonl``)."""
+          max_minutes: float | None = None, zoo_dir: Path | None = None, stop_at: int | None = None) -> Path:
+    """Train zoo:ldm-photo into ``out`` (``unet/``, ``scheduler/``, ``recipe.json``, ``train_log.jsonl``).
+
+    The cosine schedule spans ``steps``; training stops at ``stop_at`` (default: the recipe's, when ``steps`` is the
+    recipe's), at ``steps`` or at ``max_minutes``, whichever comes first, and saves the EMA weights there.
+    """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
@@ -106,7 +112,9 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     from latentguard.models.text import token_states
 
     torch.set_num_threads(recipe.threads)
+    stop_at = stop_at if stop_at is not None else (recipe.stop_at if not steps or steps == recipe.steps else None)
     steps = steps or recipe.steps
+    last_step = min(steps, stop_at) if stop_at else steps
     max_minutes = max_minutes or recipe.max_minutes
     dev = torch.device(device)
     out = Path(out)
@@ -132,7 +140,7 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     log = open(out / "train_log.jsonl", "a")
     t1 = time.time()
     step, running = 0, []
-    for step in range(1, steps + 1):
+    for step in range(1, last_step + 1):
         bank, n = (big, recipe.big_batch) if step % recipe.big_every == 0 else (small, recipe.batch_size)
         z0 = bank[torch.randint(len(bank), (n,), generator=g)]
         noise = torch.randn(z0.shape, generator=g)
@@ -148,13 +156,13 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
         ema.step(unet.parameters())
         running.append(loss.item())
         minutes = (time.time() - t1) / 60
-        if step % 50 == 0 or step == steps:
+        if step % 50 == 0 or step == last_step:
             rec = {"step": step, "seconds": round(time.time() - t1, 1), "loss": float(np.mean(running))}
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(f"[{step}/{steps}] loss={rec['loss']:.4f} {rec['seconds']:.0f}s", flush=True)
             running = []
-        last = step == steps or minutes > max_minutes
+        last = step == last_step or minutes > max_minutes
         if step % recipe.checkpoint_every == 0 or last:
             saved = UNet2DConditionModel(**recipe.unet)
             ema.copy_to(saved.parameters())
@@ -163,7 +171,7 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
                     "bank_seconds": round(t1 - t0, 1)}
             (out / "recipe.json").write_text(json.dumps(meta, indent=2, default=list))
         if last:
-            if step < steps:
+            if step < last_step:
                 print(f"time budget reached at step {step}", flush=True)
             break
     log.close()
@@ -177,8 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--zoo-dir", type=Path)
+    p.add_argument("--stop-at", type=int, help="stop at this step (the lr schedule still spans --steps)")
     a = p.parse_args(argv)
-    train(a.out, RECIPE, a.device, a.steps, a.max_minutes, a.zoo_dir)
+    train(a.out, RECIPE, a.device, a.steps, a.max_minutes, a.zoo_dir, a.stop_at)
 
 
 if __name__ == "__main__":

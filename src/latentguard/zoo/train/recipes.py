@@ -22,6 +22,7 @@ from latentguard.harden.crops import DEFAULT_SCALES, ImageCrops
 from latentguard.io import datasets
 from latentguard.models.registry import weights_root
 from latentguard.models.text import sentence_embeddings, token_states
+from latentguard.zoo.train import ldm_photo
 
 # ----------------------------------------------------------------------------------------------------
 # Architectures
@@ -92,6 +93,17 @@ RECIPES: dict[str, Recipe] = {
                                  "n_members": 500, "n_nonmembers": 500}),
     "embed": Recipe("embed", "embed", seed=4, steps=5000, batch_size=256, lr=1e-3, extra={}),
 }
+
+
+def recipe_names() -> list[str]:
+    """Every model ``latentguard zoo train`` can rebuild: the :data:`RECIPES` and ``ldm-photo``
+    (:mod:`latentguard.zoo.train.ldm_photo`, a recipe of its own shape)."""
+    return [*RECIPES, ldm_photo.RECIPE.name]
+
+
+def recipe_seed(name: str) -> int:
+    """The seed a rebuild of ``name`` starts from (recorded in run.json)."""
+    return ldm_photo.RECIPE.seed if name == ldm_photo.RECIPE.name else RECIPES[name].seed
 
 # ----------------------------------------------------------------------------------------------------
 # Helpers
@@ -440,7 +452,9 @@ def check_init(name: str, init: Path | None) -> None:
     """``init`` (a stage-1 folder) is only for recipes with a fine-tune stage, and must hold a diffusers VAE."""
     if init is None:
         return
-    r = RECIPES[name]
+    r = RECIPES.get(name)
+    if r is None:
+        raise ValueError(f"--init applies to recipes with a fine-tune stage; {name!r} has none")
     if r.kind != "vae" or "finetune" not in r.extra:
         raise ValueError(f"--init applies to recipes with a fine-tune stage; {name!r} has none")
     if not (Path(init) / "config.json").is_file():
@@ -455,8 +469,12 @@ def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, m
     VAE recipes with a ``finetune`` stage write stage 1 to ``out/stage1`` and the final model to ``out``;
     ``init`` (a stage-1 folder) skips stage 1.
     """
+    if name == ldm_photo.RECIPE.name:
+        check_init(name, init)
+        return ldm_photo.train(Path(out), device=device, steps=steps, max_minutes=max_minutes, zoo_dir=zoo_dir,
+                               stop_at=stop_at)
     if name not in RECIPES:
-        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(RECIPES)}")
+        raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(recipe_names())}")
     r = RECIPES[name]
     dev = torch.device(device)
     check_init(name, init)
@@ -475,7 +493,7 @@ def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, m
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Train a zoo model by its recipe")
-    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("name", choices=sorted(recipe_names()))
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int)
