@@ -179,7 +179,7 @@ def main() -> None:
         elif name == "t2i":
             r = t2i_quality()
             grid = r.pop("_grid")
-            from latentguard.core.grid import make_grid
+            from latentguard.ops.grid import make_grid
             from latentguard.io import save_image
 
             save_image(make_grid(grid.clamp(0, 1), nrow=8), outp.parent / "zoo_t2i_samples.png",

@@ -381,7 +381,7 @@ def _text_for(edit: Any, caption: str) -> str:
 def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
               command: str = "latentguard bench") -> dict:
     """Run the matrix of ``cfg`` into ``out_dir``; then write the report files. Returns counts."""
-    from latentguard.core.runtime import resolve_device, seed_everything
+    from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, write_manifest
 
     out = Path(out_dir)

@@ -387,7 +387,7 @@ def write_grids(out: Path, cfg: dict, rows: list[dict]) -> list[dict]:
     """One grid per (method, budget, surrogate, target, edit) at the first purification ('none' if run)."""
     import torch
 
-    from latentguard.core.grid import make_grid
+    from latentguard.ops.grid import make_grid
     from latentguard.io import load_image, save_image
 
     gdir = out / "grids"

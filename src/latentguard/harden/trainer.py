@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from latentguard.core.runtime import resolve_device
+from latentguard.ops.runtime import resolve_device
 from latentguard.harden.artifacts import (
     RunFolder,
     checkpoint_state,

@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from latentguard.core.runtime import rand, randint, randn
-from latentguard.core.state import frozen
+from latentguard.ops.runtime import rand, randint, randn
+from latentguard.ops.state import frozen
 # One PSNR for the whole project (float64, 100 dB for identical images so records stay valid JSON);
 # re-exported here because protect records and benchmarks use it.
 from latentguard.evaluate.metrics import psnr  # noqa: F401
@@ -422,7 +422,7 @@ def _gradient(p: Protection, x: torch.Tensor, delta: torch.Tensor, ctxs, tiles, 
 
 @torch.no_grad()
 def _evaluate(p: Protection, x: torch.Tensor, ctxs, tiles, multiple: int, eval_seed: int):
-    from latentguard.core.runtime import torch_generator
+    from latentguard.ops.runtime import torch_generator
 
     gen = torch_generator(eval_seed, x.device)
     xp, _ = pad_to_multiple(x, multiple)
@@ -443,7 +443,7 @@ def _evaluate(p: Protection, x: torch.Tensor, ctxs, tiles, multiple: int, eval_s
 def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | None = None,
                    generator: torch.Generator | None = None, progress: bool = False) -> ProtectOutput:
     """The engine (see the module docstring); :meth:`Protection.protect` calls it."""
-    from latentguard.core.runtime import torch_generator
+    from latentguard.ops.runtime import torch_generator
 
     _check_images(images)
     dev = p.device

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from latentguard import __version__
-from latentguard.core.runtime import resolve_device
+from latentguard.ops.runtime import resolve_device
 # The one place the image metrics are imported from (they move to latentguard.ops.metrics with issue 15).
 from latentguard.evaluate.metrics import psnr, ssim
 from latentguard.io import load_image, save_image
