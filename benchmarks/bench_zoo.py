@@ -27,14 +27,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.evaluate.metrics import psnr, ssim  # noqa: E402
+from latentguard.ops.metrics import psnr, ssim  # noqa: E402
 from latentguard.io import datasets  # noqa: E402
 from latentguard.models.registry import available  # noqa: E402
 from latentguard.samples import sample_crops, sample_images  # noqa: E402
 
 
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean SSIM (latentguard.evaluate.metrics: Gaussian window 11, sigma 1.5; equal to scikit-image's to 1e-4)."""
+    """Mean SSIM (latentguard.ops.metrics: Gaussian window 11, sigma 1.5; equal to scikit-image's to 1e-4)."""
     return float(ssim(a, b).mean())
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from latentguard.evaluate import purify as P
 from latentguard.evaluate.edits import ModelCache, Unavailable
-from latentguard.evaluate.metrics import psnr
+from latentguard.ops.metrics import psnr
 
 
 @pytest.fixture(scope="module")

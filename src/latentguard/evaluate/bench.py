@@ -48,7 +48,8 @@ from latentguard.evaluate.edits import (
     image_seed,
     target_spec,
 )
-from latentguard.evaluate.metrics import METRICS, STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
+from latentguard.ops.metrics import REGISTRY as METRICS
+from latentguard.ops.metrics import STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
 from latentguard.core.config import read_toml
 from latentguard.core.units import parse_budget
@@ -397,7 +398,7 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
                              f"use its labelled stand-in {std[m]['stand_in']!r}")
     standard = None
     if any(m in STANDARD_METRICS for m in cfg.metrics):
-        from latentguard.evaluate.metrics import StandardMetrics
+        from latentguard.ops.metrics import StandardMetrics
 
         standard = StandardMetrics(device)
     embedder = None
@@ -622,7 +623,7 @@ def _score(ctx: _Ctx, edit: Any, batch: list[BenchImage], clean: torch.Tensor, r
     texts = [_text_for(edit, c) for c in caps]
     clip_p = clip_r = None
     if "embed-clip-score" in names and ctx.embedder is not None:
-        from latentguard.evaluate.metrics import embed_clip_score
+        from latentguard.ops.metrics import embed_clip_score
 
         clip_p = embed_clip_score(ctx.embedder, edited, texts).tolist()
         clip_r = embed_clip_score(ctx.embedder, ref, texts).tolist()

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from latentguard.evaluate.edits import EditUnavailable, Img2Img, ModelCache, Unavailable
-from latentguard.evaluate.metrics import ssim
+from latentguard.ops.metrics import ssim
 from latentguard.models import LatentVAE, crop_back, pad_to_multiple
 
 

@@ -41,7 +41,7 @@ from latentguard.ops.runtime import rand, randint, randn
 from latentguard.ops.state import frozen
 # One PSNR for the whole project (float64, 100 dB for identical images so records stay valid JSON);
 # re-exported here because protect records and benchmarks use it.
-from latentguard.evaluate.metrics import psnr  # noqa: F401
+from latentguard.ops.metrics import psnr  # noqa: F401
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.vae import LatentVAE, kl_standard_normal
 from latentguard.protect.transforms import parse_transforms

@@ -222,7 +222,7 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
     """
     from diffusers import AutoencoderKL
 
-    from latentguard.evaluate.metrics import ssim
+    from latentguard.ops.metrics import ssim
 
     ft = recipe.extra["finetune"]
     steps = steps or ft["steps"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from latentguard.evaluate import metrics as M
+from latentguard.ops import metrics as M
 from latentguard.testing import require_zoo
 
 
@@ -139,7 +139,7 @@ def test_standard_metric_status_offline():
     assert set(st) == {"lpips", "fid", "clip-score"}
     for name, s in st.items():
         assert isinstance(s["available"], bool) and s["reason"]
-        assert s["stand_in"] in M.METRICS and M.METRICS[s["stand_in"]].stands_in_for == name
+        assert s["stand_in"] in M.REGISTRY and M.REGISTRY[s["stand_in"]].stands_in_for == name
     # this machine has neither lpips nor torchvision: the reason must say so, not pretend
     try:
         import lpips  # noqa: F401
