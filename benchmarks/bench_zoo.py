@@ -27,9 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.ops.metrics import psnr, ssim  # noqa: E402
 from latentguard.io import datasets  # noqa: E402
 from latentguard.models.registry import available  # noqa: E402
+from latentguard.ops.metrics import psnr, ssim  # noqa: E402
+from latentguard.ops.roc import auroc  # noqa: E402
 from latentguard.samples import sample_crops, sample_images  # noqa: E402
 
 
@@ -114,8 +115,6 @@ def t2i_quality(n_per_class: int = 8, steps: int = 25) -> dict:
 
 @torch.no_grad()
 def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dict:
-    from sklearn.metrics import roc_auc_score
-
     from latentguard.io.datasets import member_split
     from latentguard.models import load_pipeline, load_vae
     from latentguard.models.text import token_states
@@ -145,7 +144,7 @@ def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dic
         return -tot  # lower loss -> member
     sm, sn = scores(split["members"]), scores(split["nonmembers"])
     y = np.r_[np.ones(len(sm)), np.zeros(len(sn))]
-    auc = roc_auc_score(y, np.r_[sm.numpy(), sn.numpy()])
+    auc = auroc(np.r_[sm.numpy(), sn.numpy()], y.astype(np.int64))
     return {"loss_attack_auroc": round(float(auc), 4), "n_members": len(sm), "n_nonmembers": len(sn),
             "timesteps": list(ts), "noise_draws": draws}
 

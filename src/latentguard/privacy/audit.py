@@ -21,7 +21,8 @@ import torch
 
 from latentguard.io import datasets
 from latentguard.models import registry
-from latentguard.privacy import mia, roc
+from latentguard.ops import roc
+from latentguard.privacy import mia
 from latentguard.privacy.pullback import PullbackConfig, analyze_pullback
 
 log = logging.getLogger(__name__)
