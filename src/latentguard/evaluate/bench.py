@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from latentguard.evaluate.edits import (
     EditUnavailable,
@@ -50,6 +49,7 @@ from latentguard.evaluate.edits import (
 )
 from latentguard.ops.metrics import REGISTRY as METRICS
 from latentguard.ops.metrics import STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
+from latentguard.ops.transforms import resize_center_crop
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
 from latentguard.core.config import read_toml
 from latentguard.core.units import parse_budget
@@ -264,16 +264,6 @@ class BenchImage:
     image: torch.Tensor = field(repr=False, compare=False)
 
 
-def _square(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[..., top:top + size, left:left + size]
-
-
 def load_bench_images(cfg: BenchConfig) -> list[BenchImage]:
     """The config's images: resized (shorter side) and centre-cropped to ``image_size`` (or native size)."""
     from latentguard.io import collect_inputs, load_image
@@ -291,7 +281,7 @@ def load_bench_images(cfg: BenchConfig) -> list[BenchImage]:
     for p in paths:
         x = load_image(p)
         if cfg.image_size:
-            x = _square(x, cfg.image_size)
+            x = resize_center_crop(x, cfg.image_size, mode="bicubic")
         x = _quantize(x)  # what the saved input PNG holds: "no protection" is then exactly the input
         ident = Path(p).stem
         k = 2

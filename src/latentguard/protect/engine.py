@@ -44,7 +44,7 @@ from latentguard.ops.state import frozen
 from latentguard.ops.metrics import psnr  # noqa: F401
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.vae import LatentVAE, kl_standard_normal
-from latentguard.protect.transforms import parse_transforms
+from latentguard.ops.transforms import parse_transforms
 
 NORMS = ("linf", "l2")
 STEP_DECAYS = ("none", "linear", "cosine")
@@ -189,7 +189,7 @@ class Protection:
         decay_floor: final step as a fraction of ``alpha`` for the decays.
         maximize: ascend (True) or descend (False) the objective; each method sets its own default.
         transforms: EOT transforms (``"jpeg:50-90,resize"`` or objects of
-            :mod:`latentguard.protect.transforms`); each EOT draw picks one uniformly.
+            :mod:`latentguard.ops.transforms`); each EOT draw picks one uniformly.
         eot_samples: gradient draws averaged per step (transform and noise re-drawn each time).
         eval_samples: noise draws of a stochastic objective when measuring before/after.
         tile_size: images larger than this (pixels, either side) are processed in tiles; 0 disables.
