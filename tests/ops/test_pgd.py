@@ -74,8 +74,9 @@ def test_pgd_step_directions():
 
 
 def test_pgd_is_srl_reconstruction_attack():
-    """harden's inner attack, number for number: random start U(-eps, eps), sign ascent, clip (srl.py untouched)."""
-    from latentguard.harden.srl import reconstruction_attack, reconstruction_objective
+    """harden's inner attack runs on ops.pgd: number for number the loop it had (random start U(-eps, eps), sign
+    ascent, l_inf clip, [0,1] clamp), replayed here."""
+    from latentguard.harden.attack import reconstruction_attack, reconstruction_objective
 
     vae = _FakeVAE()
     x = _x(3)
@@ -85,6 +86,17 @@ def test_pgd_is_srl_reconstruction_attack():
         d = pgd.pgd(lambda xa: reconstruction_objective(vae, xa, x, "none", 0.0).sum(), x, eps=8 / 255,
                     alpha=2 / 255, steps=4, random_start=rs, generator=torch.Generator().manual_seed(7))
         assert torch.equal(x + d, ref)
+        # the loop harden/attack.py had before it called ops.pgd
+        g = torch.Generator().manual_seed(7)
+        old = (torch.rand(x.shape, generator=g) * 2 - 1) * (8 / 255) if rs else torch.zeros_like(x)
+        old = ((x + old).clamp(0, 1) - x).detach()
+        for _ in range(4):
+            old.requires_grad_(True)
+            (grad,) = torch.autograd.grad(reconstruction_objective(vae, x + old, x, "none", 0.0).sum(), old)
+            with torch.no_grad():
+                old = (old + 2 / 255 * grad.sign()).clamp(-8 / 255, 8 / 255)
+                old = (x + old).clamp(0, 1) - x
+        assert torch.equal(ref, (x + old).detach())
 
 
 def test_poison_latent_shift_is_the_old_loop():

@@ -15,8 +15,8 @@ Budgets are in ``[0,1]`` pixel units (``eps = 16/255``).
 
 The pieces are what protect's engine (which adds EOT, tiles, ensembles and records on top), poison's
 latent-shift poison and harden's SRL inner attack share. :func:`pgd` is the plain loop over them for a
-differentiable loss of ``x + delta``; with ``random_start=True`` and ``maximize=True`` it is, number for
-number, SRL-VAE's ``reconstruction_attack`` (tested).
+differentiable loss of ``x + delta``: SRL-VAE's inner attack (``harden/attack.py``) and poison's latent shift
+run on it, number for number the loops they had (tested).
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 * :func:`warmup_cosine` -- linear warm-up, then cosine decay from 1 to ``min_ratio`` (a factor of the peak lr).
   With ``min_ratio = 0`` it is diffusers' ``get_cosine_schedule_with_warmup`` lambda, and with any
   ``min_ratio`` transformers' ``get_cosine_with_min_lr_schedule_with_warmup(min_lr_rate=min_ratio)`` lambda,
-  exactly (same floats for every step in ``[0, total]``; tested). SRL-VAE's schedule (``harden/srl.py``'s
-  ``_lr_at``: warm-up 50, floor 0.1) is ``lr`` times this factor; it writes the warm-up as ``lr * step / warmup``,
-  which can round 1 ulp away from ``lr * (step / warmup)`` (measured: 404 of 6 000 warm-up/decay steps over four
-  settings, all in the warm-up), so moving SRL onto a library ``LambdaLR`` changes its lr by 1 ulp there.
+  exactly (same floats for every step in ``[0, total]``; tested). SRL-VAE's schedule (``harden/trainer.py``'s
+  ``lr_at``: warm-up 50, floor 0.1) is ``warmup_cosine(..., base=lr)``, float for float. (A library
+  ``LambdaLR`` would give ``lr * (step / warmup)`` in the warm-up, which rounds 1 ulp away from
+  ``lr * step / warmup`` on 404 of 6 000 steps over four settings: why SRL keeps calling this function.)
 * :func:`zoo_cosine_lr` -- the zoo recipes' schedule (``zoo/train/recipes.py``: vae-a, vae-b, t2i, t2i-members,
   embed). It is **not** diffusers': the warm-up is one step ahead (``(step + 1) / warmup``) and the decay
   goes to 0 but the lr is floored at ``floor * base`` (2%) by a ``max``, not rescaled; diffusers' schedule
@@ -32,14 +32,14 @@ import torch
 __all__ = ["warmup_cosine", "zoo_cosine_lr", "set_lr", "ema_update_"]
 
 
-def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float = 0.0) -> float:
-    """Factor of the peak lr at ``step``: ``step / warmup`` up to ``warmup``, then
-    ``min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2`` with ``t = (step - warmup) / (total - warmup)``
-    (clipped at 1 past ``total``)."""
+def warmup_cosine(step: int, *, warmup: int, total: int, min_ratio: float = 0.0, base: float = 1.0) -> float:
+    """The lr at ``step`` for a peak ``base`` (``base=1``: the factor a ``LambdaLR`` wants): ``base * step / warmup``
+    up to ``warmup``, then ``base * (min_ratio + (1 - min_ratio) * (1 + cos(pi * t)) / 2)`` with
+    ``t = (step - warmup) / (total - warmup)`` (clipped at 1 past ``total``)."""
     if warmup > 0 and step <= warmup:
-        return step / warmup
+        return base * step / warmup
     t = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
 def zoo_cosine_lr(step: int, base: float, total: int, warmup: int = 200, floor: float = 0.02) -> float:
