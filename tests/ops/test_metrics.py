@@ -159,3 +159,24 @@ def test_embed_dist_on_zoo_embedder(samples64):
     d_noisy = M.embed_dist(emb, noisy, samples64)
     assert torch.all(d_same < 1e-5)
     assert torch.all(d_noisy > d_same)
+
+
+def test_registry_dispatch():
+    assert M.get("psnr") is M.REGISTRY["psnr"] and M.get("psnr").higher_is_better
+    with pytest.raises(ValueError, match="unknown metric 'psrn'"):
+        M.get("psrn")
+    assert M.names("set") == ("embed-fid", "fid")
+    assert set(M.names()) == set(M.REGISTRY)
+    p, t = _pairs(0)
+    for name in M.names("pair"):
+        info = M.get(name)
+        if info.needs:  # embedder / weights: covered by the stand-in tests
+            continue
+        obj = info.metric()
+        obj.update(p, t)
+        torch.testing.assert_close(obj.compute(), info.functional(p, t).mean())
+        assert obj.higher_is_better == info.higher_is_better and obj.name == name
+    for info in M.REGISTRY.values():
+        assert (info.functional is None) == (info.needs == "weights")
+    with pytest.raises(ValueError, match="kind"):
+        M.MetricInfo("x", True, "pairs", None, "")
