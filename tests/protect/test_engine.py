@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from latentguard.ops.pgd import step_size
 from latentguard.protect import available, get, kl_standard_normal, pca_loss, tile_grid
-from latentguard.protect.engine import _alpha_at
 from latentguard.protect.pid import pid_loss
 
 ENCODER_METHODS = ["pca+", "pca-", "pca-adaptive", "photoguard-enc", "pid"]
@@ -121,6 +121,10 @@ def test_eot_transforms_run_within_budget(tiny_vae, images16):
     assert len(p.transforms) == 5
     out = p.protect(images16)
     assert float((out.images - images16).abs().max()) <= 16 / 255 + 1e-6
+
+
+def _alpha_at(p, t):  # the step the engine takes at 0-based step t (ops.pgd.step_size on the protection's fields)
+    return step_size(p.alpha, t, p.steps, p.step_decay, p.decay_floor)
 
 
 def test_step_decay_schedules(tiny_vae):
