@@ -44,6 +44,13 @@ def test_ssim_matches_skimage(seed):
     assert ours[0] > ours[1] > ours[2]
 
 
+def test_ssim_equals_skimage_in_float64():
+    p, t = _pairs(4)
+    ours = M.ssim(p.double(), t.double())
+    ref = [_sk_ssim(p[i].double(), t[i].double()) for i in range(len(p))]
+    np.testing.assert_allclose(ours.numpy(), ref, atol=1e-12, rtol=0)
+
+
 def test_ssim_matches_skimage_on_photos(samples64):
     g = torch.Generator().manual_seed(3)
     p = (samples64 + 0.05 * torch.randn(samples64.shape, generator=g)).clamp(0, 1).float()
