@@ -62,7 +62,7 @@ def make_protector(name: str, vae: LatentVAE, eps: float, pipe=None, seed: int =
 
 # --------------------------------------------------------------------------------------------- metrics
 def _metrics(a: torch.Tensor, b: torch.Tensor) -> dict:
-    from latentguard.evaluate.metrics import psnr, ssim
+    from latentguard.ops.metrics import psnr, ssim
 
     return {"psnr": float(psnr(a, b).mean()), "ssim": float(ssim(a, b).mean()),
             "grad_ssim": float(grad_ssim_distance(a, b).mean())}

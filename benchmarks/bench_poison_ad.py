@@ -56,7 +56,7 @@ def single(args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from latentguard.core.runtime import resolve_device
+    from latentguard.ops.runtime import resolve_device
     from latentguard.poison.alignment import alignment_difficulty
 
     dev = resolve_device(args.device)

@@ -88,7 +88,7 @@ def time_method(method, x, steps, reps=2):
 
 
 def main(argv=None) -> int:
-    from latentguard.core.runtime import resolve_device
+    from latentguard.ops.runtime import resolve_device
     from latentguard.samples import sample_images
     from latentguard.models import load_pipeline, load_vae
     from latentguard.protect import available, get

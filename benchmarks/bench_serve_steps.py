@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from latentguard.samples import sample_paths
-from latentguard.evaluate.metrics import psnr
+from latentguard.ops.metrics import psnr
 from latentguard.io import load_image
 from latentguard.models import load_vae
 from latentguard.protect import get

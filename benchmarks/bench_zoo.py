@@ -31,14 +31,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from latentguard.evaluate.metrics import psnr, ssim  # noqa: E402
 from latentguard.io import datasets  # noqa: E402
 from latentguard.models.registry import available  # noqa: E402
+from latentguard.ops.metrics import psnr, ssim  # noqa: E402
+from latentguard.ops.roc import auroc  # noqa: E402
 from latentguard.samples import sample_crops, sample_images  # noqa: E402
 
 
 def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean SSIM (latentguard.evaluate.metrics: Gaussian window 11, sigma 1.5; equal to scikit-image's to 1e-4)."""
+    """Mean SSIM (latentguard.ops.metrics: Gaussian window 11, sigma 1.5; equal to scikit-image's to 1e-4)."""
     return float(ssim(a, b).mean())
 
 
@@ -182,8 +183,6 @@ def ldm_photo_quality(steps: int = 50, n_samples: int = 16) -> dict:
 
 @torch.no_grad()
 def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dict:
-    from sklearn.metrics import roc_auc_score
-
     from latentguard.io.datasets import member_split
     from latentguard.models import load_pipeline, load_vae
     from latentguard.models.text import token_states
@@ -213,7 +212,7 @@ def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dic
         return -tot  # lower loss -> member
     sm, sn = scores(split["members"]), scores(split["nonmembers"])
     y = np.r_[np.ones(len(sm)), np.zeros(len(sn))]
-    auc = roc_auc_score(y, np.r_[sm.numpy(), sn.numpy()])
+    auc = auroc(np.r_[sm.numpy(), sn.numpy()], y.astype(np.int64))
     return {"loss_attack_auroc": round(float(auc), 4), "n_members": len(sm), "n_nonmembers": len(sn),
             "timesteps": list(ts), "noise_draws": draws}
 
@@ -247,7 +246,7 @@ def main() -> None:
         elif name == "t2i":
             r = t2i_quality()
             grid = r.pop("_grid")
-            from latentguard.core.grid import make_grid
+            from latentguard.ops.grid import make_grid
             from latentguard.io import save_image
 
             save_image(make_grid(grid.clamp(0, 1), nrow=8), outp.parent / "zoo_t2i_samples.png",

@@ -29,7 +29,7 @@ PCA = ("pca+", "pca-", "pca-adaptive")
 
 
 def _posterior_stats(vae, img, clean, seed: int = 0) -> dict[str, torch.Tensor]:
-    from latentguard.core.runtime import torch_generator
+    from latentguard.ops.runtime import torch_generator
     from latentguard.protect import kl_standard_normal
     from latentguard.protect.engine import psnr, sample_posterior
 

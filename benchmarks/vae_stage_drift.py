@@ -19,7 +19,7 @@ import torch
 def main(argv: list[str] | None = None) -> int:
     from diffusers import AutoencoderKL
 
-    from latentguard.evaluate.metrics import psnr as psnr_per_image
+    from latentguard.ops.metrics import psnr as psnr_per_image
     from latentguard.io import datasets
 
     ap = argparse.ArgumentParser()

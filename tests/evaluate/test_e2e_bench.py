@@ -159,7 +159,7 @@ class _FakeStandard:
 
 def test_standard_metrics_wired_when_available(tmp_path, monkeypatch):
     from latentguard.evaluate import bench as B
-    from latentguard.evaluate import metrics as M
+    from latentguard.ops import metrics as M
 
     require_zoo("vae-a")
     status = {k: {"available": True, "reason": "fake", "stand_in": v}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from latentguard.evaluate import edits as E
-from latentguard.evaluate.metrics import psnr
+from latentguard.ops.metrics import psnr
 from latentguard.testing import require_zoo
 
 

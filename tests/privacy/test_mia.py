@@ -7,7 +7,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from latentguard.privacy import mia, roc
+from latentguard.ops import roc
+from latentguard.privacy import mia
 
 
 class MemorisingUNet(torch.nn.Module):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from latentguard.privacy import mia, roc
+from latentguard.ops import roc
+from latentguard.privacy import mia
 from latentguard.testing import require_zoo
 
 

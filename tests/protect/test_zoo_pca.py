@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentguard.core.runtime import torch_generator
+from latentguard.ops.runtime import torch_generator
 from latentguard.protect import get, kl_standard_normal
 from latentguard.protect.engine import psnr, sample_posterior
 

@@ -33,7 +33,7 @@ def test_zoo_vae_a_meets_the_quality_targets_on_held_out_photos(vae_a):
     64 px crops. Measured (card): 25.13 / 0.751 and 26.55 / 0.765; the 64-px-trained stage 1 alone gave 19.4 dB
     at 256 px. The SSIM bound leaves 0.003 for float differences between machines."""
     from latentguard.samples import sample_crops, sample_images
-    from latentguard.evaluate.metrics import psnr, ssim
+    from latentguard.ops.metrics import psnr, ssim
 
     x = sample_images(256)
     rec = torch.cat([vae_a.reconstruct(x[i : i + 4]) for i in range(0, len(x), 4)])

@@ -1,5 +1,5 @@
-"""Small shared core: devices, dtypes, seeding, validation helpers and shared math."""
+"""Small shared core without torch: errors, units and budgets, config loading.
 
-from latentguard.core.runtime import resolve_device, resolve_dtype, seed_everything, torch_generator
-
-__all__ = ["resolve_device", "resolve_dtype", "seed_everything", "torch_generator"]
+Nothing here imports torch (so ``latentguard --help`` does not pay for it); devices, dtypes, seeding and
+model-state helpers live in :mod:`latentguard.ops` (``ops.runtime``, ``ops.state``).
+"""

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from latentguard.evaluate.edits import (
     EditUnavailable,
@@ -48,7 +47,9 @@ from latentguard.evaluate.edits import (
     image_seed,
     target_spec,
 )
-from latentguard.evaluate.metrics import METRICS, STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
+from latentguard.ops.metrics import REGISTRY as METRICS
+from latentguard.ops.metrics import STANDARD_METRICS, embed_dist, psnr, ssim, standard_metric_status
+from latentguard.ops.transforms import resize_center_crop
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
 from latentguard.core.config import read_toml
 from latentguard.core.units import parse_budget
@@ -263,16 +264,6 @@ class BenchImage:
     image: torch.Tensor = field(repr=False, compare=False)
 
 
-def _square(x: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    s = size / min(h, w)
-    nh, nw = max(size, round(h * s)), max(size, round(w * s))
-    if (nh, nw) != (h, w):
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[..., top:top + size, left:left + size]
-
-
 def load_bench_images(cfg: BenchConfig) -> list[BenchImage]:
     """The config's images: resized (shorter side) and centre-cropped to ``image_size`` (or native size)."""
     from latentguard.io import collect_inputs, load_image
@@ -290,7 +281,7 @@ def load_bench_images(cfg: BenchConfig) -> list[BenchImage]:
     for p in paths:
         x = load_image(p)
         if cfg.image_size:
-            x = _square(x, cfg.image_size)
+            x = resize_center_crop(x, cfg.image_size, mode="bicubic")
         x = _quantize(x)  # what the saved input PNG holds: "no protection" is then exactly the input
         ident = Path(p).stem
         k = 2
@@ -381,7 +372,7 @@ def _text_for(edit: Any, caption: str) -> str:
 def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
               command: str = "latentguard bench") -> dict:
     """Run the matrix of ``cfg`` into ``out_dir``; then write the report files. Returns counts."""
-    from latentguard.core.runtime import resolve_device, seed_everything
+    from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, write_manifest
 
     out = Path(out_dir)
@@ -397,7 +388,7 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
                              f"use its labelled stand-in {std[m]['stand_in']!r}")
     standard = None
     if any(m in STANDARD_METRICS for m in cfg.metrics):
-        from latentguard.evaluate.metrics import StandardMetrics
+        from latentguard.ops.metrics import StandardMetrics
 
         standard = StandardMetrics(device)
     embedder = None
@@ -622,7 +613,7 @@ def _score(ctx: _Ctx, edit: Any, batch: list[BenchImage], clean: torch.Tensor, r
     texts = [_text_for(edit, c) for c in caps]
     clip_p = clip_r = None
     if "embed-clip-score" in names and ctx.embedder is not None:
-        from latentguard.evaluate.metrics import embed_clip_score
+        from latentguard.ops.metrics import embed_clip_score
 
         clip_p = embed_clip_score(ctx.embedder, edited, texts).tolist()
         clip_r = embed_clip_score(ctx.embedder, ref, texts).tolist()

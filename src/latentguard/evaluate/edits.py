@@ -297,7 +297,7 @@ class ModelCache:
     """
 
     def __init__(self, device: torch.device | str = "cpu", dtype: str | torch.dtype | None = None) -> None:
-        from latentguard.core.runtime import resolve_device
+        from latentguard.ops.runtime import resolve_device
 
         self.device, self.dtype = resolve_device(device), dtype
         self._vaes: dict[str, LatentVAE] = {}

@@ -2,12 +2,13 @@
 
 Each purification is a frozen dataclass with ``name`` (reported), ``param`` / ``strength`` (the knob a
 plot sweeps) and ``__call__(images, *, generator=None) -> purified`` on ``[N,3,H,W]`` images in ``[0,1]``.
-Every one is deterministic given the generator (or needs none); none mutates its input.
+Every one is deterministic given the generator (or needs none); none mutates its input. The image kernels
+(JPEG, resize, blur, noise) are those of :mod:`latentguard.ops.transforms`, which protect's EOT draws from too.
 
 * ``jpeg``: JPEG round trip at ``quality`` (PIL, 4:2:0 chroma subsampling, libjpeg's standard tables).
 * ``resize``: bicubic, antialiased down-scaling by ``scale`` then back up to the input size.
 * ``blur``: Gaussian blur with ``sigma`` (kernel ``2*ceil(3 sigma)+1``, reflect padding).
-* ``noise``: additive Gaussian noise of std ``std``, clipped to ``[0,1]``.
+* ``noise``: additive Gaussian noise of std ``std``, clipped to ``[0,1]`` (drawn on the generator's device).
 * ``diffpure``: DiffPure-style (Nie et al. 2022): noise the latent to ``t* = strength`` and denoise with the
   target model's own UNet, i.e. its img2img pipeline with the empty prompt and no guidance.
 * ``impress``: IMPRESS-style consistency purification (Cao et al. 2023): find ``x`` close to the protected
@@ -25,18 +26,16 @@ Every one is deterministic given the generator (or needs none); none mutates its
 
 from __future__ import annotations
 
-import io
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from latentguard.evaluate.edits import EditUnavailable, Img2Img, ModelCache, Unavailable
-from latentguard.evaluate.metrics import ssim
 from latentguard.models import LatentVAE, crop_back, pad_to_multiple
+from latentguard.ops.metrics import ssim
+from latentguard.ops.transforms import gaussian_blur, gaussian_noise, jpeg_pil, resize_roundtrip
 
 
 def _check(images: torch.Tensor) -> None:
@@ -81,18 +80,8 @@ class JPEG:
         return float(self.quality)
 
     def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        from PIL import Image
-
         _check(images)
-        out = []
-        for img in images.detach().float().cpu():
-            arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, format="JPEG", quality=self.quality)
-            buf.seek(0)
-            back = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
-            out.append(torch.from_numpy(back).permute(2, 0, 1))
-        return torch.stack(out).to(images.device, images.dtype)
+        return jpeg_pil(images, self.quality)
 
 
 @dataclass(frozen=True)
@@ -116,25 +105,7 @@ class Resize:
 
     def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(images)
-        h, w = images.shape[-2:]
-        small = (max(1, round(h * self.scale)), max(1, round(w * self.scale)))
-        x = F.interpolate(images.float(), size=small, mode="bicubic", antialias=True, align_corners=False)
-        x = F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)
-        return x.clamp(0, 1).to(images.dtype)
-
-
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur, kernel ``2*ceil(3 sigma)+1`` (capped by the image), reflect padding."""
-    radius = max(1, math.ceil(3 * sigma))
-    radius = min(radius, images.shape[-1] - 1, images.shape[-2] - 1)
-    ax = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
-    k = torch.exp(-(ax**2) / (2 * sigma**2))
-    k = k / k.sum()
-    c = images.shape[1]
-    x = F.pad(images.float(), (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    x = F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-    return x
+        return resize_roundtrip(images.float(), float(self.scale), mode="bicubic").to(images.dtype)
 
 
 @dataclass(frozen=True)
@@ -158,7 +129,7 @@ class GaussianBlur:
 
     def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(images)
-        return gaussian_blur(images, float(self.sigma)).clamp(0, 1).to(images.dtype)
+        return gaussian_blur(images.float(), float(self.sigma)).clamp(0, 1).to(images.dtype)
 
 
 @dataclass(frozen=True)
@@ -182,8 +153,7 @@ class GaussianNoise:
 
     def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(images)
-        n = torch.randn(images.shape, generator=generator, dtype=torch.float32, device="cpu").to(images.device)
-        return (images.float() + self.std * n).clamp(0, 1).to(images.dtype)
+        return gaussian_noise(images.float(), float(self.std), generator).to(images.dtype)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from latentguard.evaluate.metrics import METRICS, frechet_distance
+from latentguard.ops.metrics import REGISTRY as METRICS
+from latentguard.ops.metrics import frechet_distance
 
 FAMILY_ORDER = ("recon-mean", "recon-sample", "img2img", "inpaint")
 _FMT = {"psnr": "{:.2f}", "ssim": "{:.4f}", "embed-dist": "{:.4f}", "embed-fid": "{:.3f}",
@@ -117,7 +118,7 @@ def _set_metric(metric: str, rows: list[dict], out_dir: Path | None) -> float:
     elif metric == "fid" and out_dir is not None and len(rows) >= 2:
         import torch
 
-        from latentguard.evaluate.metrics import StandardMetrics
+        from latentguard.ops.metrics import StandardMetrics
         from latentguard.io import load_image
 
         try:
@@ -387,7 +388,7 @@ def write_grids(out: Path, cfg: dict, rows: list[dict]) -> list[dict]:
     """One grid per (method, budget, surrogate, target, edit) at the first purification ('none' if run)."""
     import torch
 
-    from latentguard.core.grid import make_grid
+    from latentguard.ops.grid import make_grid
     from latentguard.io import load_image, save_image
 
     gdir = out / "grids"

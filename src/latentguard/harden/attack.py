@@ -8,9 +8,9 @@ here the named weight-free substitute ``grad-ssim``, see :mod:`latentguard.harde
 calls :func:`reconstruction_attack` once per adversarial step; the end-of-run probe and the tests score a VAE
 with :func:`adversarial_psnr`.
 
-The projected-gradient arithmetic (random start, sign step, ``l_inf`` projection, ``[0,1]`` clamp) is in the
-three small functions :func:`_init_delta`, :func:`_sign_step` and :func:`_project`: the one seam where a shared
-PGD kernel can replace it; :func:`reconstruction_attack` only adds the objective and the loop.
+The projected-gradient loop (random start ``U(-eps, eps)``, sign step, ``l_inf`` projection, ``[0,1]`` clamp) is the
+shared :func:`latentguard.ops.pgd.pgd` (the same primitives as protect's engine and poison's latent shift);
+:func:`reconstruction_attack` only adds the objective.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 
 from latentguard.harden.perceptual import perceptual_distance
 from latentguard.models.vae import LatentVAE
+from latentguard.ops.pgd import pgd
 
 
 def reconstruction_objective(vae: LatentVAE, x_in: torch.Tensor, target: torch.Tensor, perceptual: str,
@@ -30,27 +31,6 @@ def reconstruction_objective(vae: LatentVAE, x_in: torch.Tensor, target: torch.T
     if perceptual_weight > 0 and perceptual != "none":
         loss = loss + perceptual_weight * perceptual_distance(perceptual, rec, target)
     return loss
-
-
-def _project(x: torch.Tensor, delta: torch.Tensor, eps: float | None) -> torch.Tensor:
-    """``delta`` clipped to ``[-eps, eps]`` (skipped for ``eps=None``), then so that ``x + delta`` lies in ``[0,1]``."""
-    if eps is not None:
-        delta = delta.clamp(-eps, eps)
-    return (x + delta).clamp(0, 1) - x
-
-
-def _init_delta(x: torch.Tensor, eps: float, random_start: bool, generator: torch.Generator | None) -> torch.Tensor:
-    """The PGD start: ``U(-eps, eps)`` (one ``torch.rand`` draw from ``generator``) or 0, made feasible."""
-    if random_start:
-        delta = (torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1) * eps
-    else:
-        delta = torch.zeros_like(x)
-    return _project(x, delta, None).detach()
-
-
-def _sign_step(x: torch.Tensor, delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
-    """One ascent step ``delta + alpha * sign(grad)``, projected back onto the ``l_inf`` ball and ``[0,1]``."""
-    return _project(x, delta + alpha * grad.sign(), eps)
 
 
 def reconstruction_attack(
@@ -86,13 +66,9 @@ def reconstruction_attack(
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     alpha = 2.5 * eps / steps if alpha is None else alpha
     x = x.detach()
-    delta = _init_delta(x, eps, random_start, generator)
-    for _ in range(steps):
-        delta.requires_grad_(True)
-        loss = reconstruction_objective(vae, x + delta, x, perceptual, perceptual_weight).sum()
-        (grad,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            delta = _sign_step(x, delta, grad, alpha, eps)
+    delta = pgd(lambda xa: reconstruction_objective(vae, xa, x, perceptual, perceptual_weight).sum(), x,
+                eps=eps, alpha=alpha, steps=steps, norm="linf", maximize=True, random_start=random_start,
+                generator=generator)
     return (x + delta).detach()
 
 

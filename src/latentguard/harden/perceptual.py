@@ -20,34 +20,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from latentguard.ops import metrics
+
 PERCEPTUAL_NAMES = ("grad-ssim", "none")
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
-    ax = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2.0
-    g = torch.exp(-(ax**2) / (2 * sigma**2))
-    g = g / g.sum()
-    w = g[:, None] * g[None, :]
-    return w.expand(channels, 1, size, size).contiguous()
-
-
 def ssim(a: torch.Tensor, b: torch.Tensor, *, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Per-image SSIM ``[N]`` of images in ``[0,1]`` (Gaussian window, valid convolution, mean over channels)."""
+    """Per-image SSIM ``[N]`` of images in ``[0,1]`` (Gaussian window, valid convolution, mean over channels).
+
+    :func:`latentguard.ops.metrics.ssim` computed in the inputs' dtype, with the window shrunk to the image
+    at small scales (odd size ``k <= window``, sigma scaled by ``k / window``).
+    """
     if a.shape != b.shape or a.ndim != 4:
         raise ValueError(f"ssim needs two [N,C,H,W] tensors of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    c = a.shape[1]
     size = min(window, a.shape[-1], a.shape[-2])
     if size % 2 == 0:
         size -= 1
-    w = _gaussian_window(size, sigma * size / window, c, a.device, a.dtype)
-    mu_a = F.conv2d(a, w, groups=c)
-    mu_b = F.conv2d(b, w, groups=c)
-    s_aa = F.conv2d(a * a, w, groups=c) - mu_a**2
-    s_bb = F.conv2d(b * b, w, groups=c) - mu_b**2
-    s_ab = F.conv2d(a * b, w, groups=c) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    m = ((2 * mu_a * mu_b + c1) * (2 * s_ab + c2)) / ((mu_a**2 + mu_b**2 + c1) * (s_aa + s_bb + c2))
-    return m.flatten(1).mean(1)
+    return metrics.ssim(a, b, kernel_size=size, sigma=sigma * size / window, compute_dtype=a.dtype)
 
 
 def grad_ssim_distance(a: torch.Tensor, b: torch.Tensor, *, scales: int = 3) -> torch.Tensor:

@@ -55,7 +55,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from latentguard.core.runtime import resolve_device
 from latentguard.harden.artifacts import (
     RunFolder,
     checkpoint_state,
@@ -68,6 +67,8 @@ from latentguard.harden.crops import ImageCrops
 from latentguard.harden.perceptual import perceptual_distance
 from latentguard.models import load_vae
 from latentguard.models.vae import LatentVAE
+from latentguard.ops.runtime import resolve_device
+from latentguard.ops.schedules import warmup_cosine
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -80,12 +81,9 @@ def is_clean_step(step: int, clean_ratio: float) -> bool:
 
 def lr_at(cfg: SRLConfig, step: int) -> float:
     """Learning rate of 1-based ``step``: linear warm-up over ``warmup_steps``, then cosine decay to
-    ``min_lr_ratio * lr`` at ``steps`` (diffusers' ``get_cosine_schedule_with_warmup`` has no floor, hence this)."""
-    if step <= cfg.warmup_steps:
-        return cfg.lr * step / max(1, cfg.warmup_steps)
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    floor = cfg.min_lr_ratio
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    ``min_lr_ratio * lr`` at ``steps`` (:func:`latentguard.ops.schedules.warmup_cosine`; diffusers'
+    ``get_cosine_schedule_with_warmup`` has no floor, transformers' min-lr variant rounds the warm-up differently)."""
+    return warmup_cosine(step, warmup=cfg.warmup_steps, total=cfg.steps, min_ratio=cfg.min_lr_ratio, base=cfg.lr)
 
 
 # ----------------------------------------------------------------------------------------------------

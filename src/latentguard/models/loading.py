@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from latentguard.core.runtime import resolve_device, resolve_dtype
+from latentguard.ops.runtime import resolve_device, resolve_dtype
 from latentguard.models import registry
 from latentguard.models.errors import ModelLoadError, UnsafeWeightsError
 from latentguard.models.text import load_text_tower

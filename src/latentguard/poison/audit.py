@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from latentguard.ops import roc
 from latentguard.poison.alignment import AlignmentResult
 
 
@@ -34,12 +35,11 @@ def precision_at(scores: np.ndarray, truth: np.ndarray, k: int | None = None) ->
 
 
 def auroc(scores: np.ndarray, truth: np.ndarray) -> float:
+    """AUROC of ``scores`` against a boolean poison mask (:func:`latentguard.ops.roc.auroc`); NaN with one class."""
     truth = np.asarray(truth, dtype=bool)
     if truth.all() or not truth.any():
         return float("nan")
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(truth, scores))
+    return roc.auroc(scores, truth.astype(np.int64))
 
 
 def detection_metrics(result: AlignmentResult, truth: np.ndarray) -> dict:

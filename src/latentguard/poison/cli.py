@@ -74,8 +74,8 @@ def _cmd_poison(args: argparse.Namespace) -> int:
     import torch
 
     from latentguard.cli import UserError
-    from latentguard.core.grid import make_grid
-    from latentguard.core.runtime import resolve_device, seed_everything
+    from latentguard.ops.grid import make_grid
+    from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, atomic_write_text, save_image, write_manifest
     from latentguard.poison import poisons as P
     from latentguard.poison.dataset import PairSet
@@ -169,7 +169,7 @@ def _cmd_poison(args: argparse.Namespace) -> int:
 # latentguard audit alignment
 # ----------------------------------------------------------------------------------------------------
 def _cmd_audit_alignment(args: argparse.Namespace) -> int:
-    from latentguard.core.runtime import resolve_device, seed_everything
+    from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import write_manifest
     from latentguard.poison.alignment import alignment_difficulty
     from latentguard.poison.audit import write_audit

@@ -256,7 +256,7 @@ def generate_and_score(pipe, embedder, cfg: ImplosionConfig, seed: int, targets:
 
 
 def _grid(x: torch.Tensor, m: int, per_row: int) -> torch.Tensor:
-    from latentguard.core.grid import make_grid
+    from latentguard.ops.grid import make_grid
 
     n_cls = len(x) // m
     sel = torch.cat([x[c * m : c * m + per_row] for c in range(n_cls)])
@@ -271,7 +271,7 @@ def run_implosion(cfg: ImplosionConfig, out_dir: str | Path, *, device: str = "a
     """Run every (seed, k) of ``cfg`` (plus the pretrained ``base`` per seed); write the outputs; return the summary."""
     from diffusers import DDPMScheduler
 
-    from latentguard.core.runtime import resolve_device, seed_everything
+    from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, save_image, write_manifest
     from latentguard.models import load_pipeline, load_vae
     from latentguard.poison.alignment import alignment_difficulty

@@ -16,7 +16,8 @@ Three kinds, each returning a new :class:`~latentguard.poison.dataset.PairSet` w
   .. math:: \\min_{\\|\\delta\\|_\\infty \\le \\epsilon} \\| E_\\mu(x + \\delta) - E_\\mu(x_B) \\|_2^2,
       \\quad x + \\delta \\in [0, 1]
 
-  solved by sign-gradient PGD (delta starts at 0; ``delta <- clip(delta - step * sign(grad), -eps, eps)``).
+  solved by sign-gradient PGD (delta starts at 0; ``delta <- clip(delta - step * sign(grad), -eps, eps)``;
+  :func:`latentguard.ops.pgd.pgd`).
   Nightshade adds an LPIPS budget and generates its anchors with the model; here the anchors are real
   ``B`` images of the dataset and the budget is ``l_inf`` only. A model trained on these pairs learns
   "A" -> ``B``-like latents while the images still look like ``A`` to a human (and to an embedder).
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from latentguard.ops.pgd import pgd
 from latentguard.poison.dataset import PairSet
 
 POISON_KINDS = ("dirty-label", "concept-swap", "nightshade")
@@ -217,15 +219,8 @@ def latent_shift(vae, x: torch.Tensor, anchors: torch.Tensor, cfg: NightshadeCon
                 target = vae.encode(anchors[i0 : i0 + cfg.batch_size].to(dev, dtype))[0]
                 mu0 = vae.encode(xb)[0]
             before.append((mu0 - target).flatten(1).norm(dim=1).cpu())
-            delta = torch.zeros_like(xb, requires_grad=True)
-            for _ in range(cfg.steps):
-                mu = vae.encode((xb + delta).clamp(0, 1))[0]
-                loss = (mu - target).pow(2).flatten(1).sum(1).sum()
-                (grad,) = torch.autograd.grad(loss, delta)
-                with torch.no_grad():
-                    delta -= cfg.alpha * grad.sign()
-                    delta.clamp_(-cfg.eps, cfg.eps)
-                    delta.copy_((xb + delta).clamp(0, 1) - xb)
+            delta = pgd(lambda xa, t=target: (vae.encode(xa.clamp(0, 1))[0] - t).pow(2).flatten(1).sum(1).sum(),
+                        xb, eps=cfg.eps, alpha=cfg.alpha, steps=cfg.steps, maximize=False)
             with torch.no_grad():
                 xa = (xb + delta).clamp(0, 1)
                 after.append((vae.encode(xa)[0] - target).flatten(1).norm(dim=1).cpu())

@@ -21,7 +21,9 @@ import torch
 
 from latentguard.io import datasets
 from latentguard.models import registry
-from latentguard.privacy import mia, roc
+from latentguard.ops import roc
+from latentguard.ops.transforms import resize_center_crop
+from latentguard.privacy import mia
 from latentguard.privacy.pullback import PullbackConfig, analyze_pullback
 
 log = logging.getLogger(__name__)
@@ -86,19 +88,6 @@ def _read_list(spec: str) -> list[str]:
     return [spec]
 
 
-def _resize_center(x: torch.Tensor, size: int) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    h, w = x.shape[-2:]
-    s = size / min(h, w)
-    if s != 1:
-        x = F.interpolate(x, size=(max(size, round(h * s)), max(size, round(w * s))), mode="bilinear",
-                          antialias=True, align_corners=False)
-    h, w = x.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top : top + size, left : left + size].clamp(0, 1)
-
-
 def folder_set(inputs: list[str], size: int, prompt: str | None) -> tuple[ImageSet, list[dict]]:
     """Images from files / folders / globs / ``.txt`` lists, resized (shorter side) and centre-cropped to
     ``size``. Prompt: ``prompt`` if given, else a sidecar ``<stem>.txt`` caption, else the empty prompt.
@@ -111,7 +100,7 @@ def folder_set(inputs: list[str], size: int, prompt: str | None) -> tuple[ImageS
         if err is not None:
             errors.append({"key": str(p), "status": "error", "error": str(err)})
             continue
-        xs.append(_resize_center(img, size))
+        xs.append(resize_center_crop(img, size, mode="bilinear"))
         side = p.with_suffix(".txt")
         prompts.append(prompt if prompt is not None else (side.read_text().strip() if side.exists() else ""))
         ids.append(str(p))

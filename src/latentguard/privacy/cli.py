@@ -30,7 +30,7 @@ def _membership(args) -> int:
     import torch
 
     from latentguard.cli import UserError
-    from latentguard.core.runtime import resolve_device, seed_everything
+    from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, write_manifest
     from latentguard.models import load_pipeline
     from latentguard.privacy import audit, mia
@@ -83,7 +83,7 @@ def _membership(args) -> int:
 def _pullback(args) -> int:
     import torch
 
-    from latentguard.core.runtime import resolve_device, seed_everything
+    from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import collect_inputs, write_manifest
     from latentguard.models import load_vae
     from latentguard.privacy import audit

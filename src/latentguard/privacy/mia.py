@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from latentguard.privacy import roc
+from latentguard.ops import roc
 from latentguard.privacy.pullback import keep_mask, random_keep_mask
 
 ATTACKS = ("loss", "pia", "secmi", "sima")

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from latentguard.core.runtime import randn
-from latentguard.core.state import frozen
+from latentguard.ops.runtime import randn
+from latentguard.ops.state import frozen
 
 DecodeFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -118,7 +118,7 @@ def _modules_of(decoder) -> list[nn.Module]:
 
 @contextlib.contextmanager
 def _frozen(decoder) -> Iterator[None]:
-    """Eval mode, no parameter gradients (:func:`latentguard.core.state.frozen`), math attention; restored on exit."""
+    """Eval mode, no parameter gradients (:func:`latentguard.ops.state.frozen`), math attention; restored on exit."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     with frozen(_modules_of(decoder)), sdpa_kernel(SDPBackend.MATH), torch.enable_grad():

@@ -33,7 +33,7 @@ from latentguard.protect.diffusion import DiffusionProtection
 from latentguard.protect.advdm import AdvDM
 from latentguard.protect.mist import Mist
 from latentguard.protect.sds import SDSMinus, SDSPlus, ScoreDistillation
-from latentguard.protect.transforms import parse_transforms
+from latentguard.ops.transforms import parse_transforms
 
 __all__ = [
     "Protection", "ProtectOutput", "ProtectRecord", "available", "get", "get_class", "register", "run_protection",

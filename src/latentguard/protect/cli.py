@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from latentguard.cli import UserError
-    from latentguard.core.runtime import torch_generator
+    from latentguard.ops.runtime import torch_generator
     from latentguard.io import JsonlWriter, collect_inputs, iter_images, save_image, write_manifest
 
     if args.threads is not None:

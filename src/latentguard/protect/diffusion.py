@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from latentguard.models.vae import LatentVAE
-from latentguard.core.runtime import randint, randn
+from latentguard.ops.runtime import randint, randn
 from latentguard.protect.engine import Protection, sample_posterior
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")

@@ -22,7 +22,9 @@ than ``tile_size`` are processed as overlapping tiles: the objective is the mean
 tile's gradient is accumulated into the one full-size ``delta`` (memory is bounded by one tile).
 
 Gradients are taken only w.r.t. the image: every model parameter is frozen (``requires_grad=False``,
-eval mode) during the attack and restored afterwards; the input tensor is never modified.
+eval mode) during the attack and restored afterwards; the input tensor is never modified. The
+projected-gradient arithmetic (start, step, decay, projection) is :mod:`latentguard.ops.pgd`; this module
+adds EOT, tiles, ensembles, masks and records on top.
 """
 
 from __future__ import annotations
@@ -37,17 +39,17 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from latentguard.core.runtime import rand, randint, randn
-from latentguard.core.state import frozen
-# One PSNR for the whole project (float64, 100 dB for identical images so records stay valid JSON);
-# re-exported here because protect records and benchmarks use it.
-from latentguard.evaluate.metrics import psnr  # noqa: F401
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.vae import LatentVAE, kl_standard_normal
-from latentguard.protect.transforms import parse_transforms
+from latentguard.ops import pgd
 
-NORMS = ("linf", "l2")
-STEP_DECAYS = ("none", "linear", "cosine")
+# One PSNR for the whole project (float64, 100 dB for identical images so records stay valid JSON);
+# re-exported here because protect records and benchmarks use it.
+from latentguard.ops.metrics import psnr  # noqa: F401
+from latentguard.ops.pgd import NORMS, STEP_DECAYS
+from latentguard.ops.runtime import randint, randn
+from latentguard.ops.state import frozen
+from latentguard.ops.transforms import parse_transforms
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ class Protection:
         decay_floor: final step as a fraction of ``alpha`` for the decays.
         maximize: ascend (True) or descend (False) the objective; each method sets its own default.
         transforms: EOT transforms (``"jpeg:50-90,resize"`` or objects of
-            :mod:`latentguard.protect.transforms`); each EOT draw picks one uniformly.
+            :mod:`latentguard.ops.transforms`); each EOT draw picks one uniformly.
         eot_samples: gradient draws averaged per step (transform and noise re-drawn each time).
         eval_samples: noise draws of a stochastic objective when measuring before/after.
         tile_size: images larger than this (pixels, either side) are processed in tiles; 0 disables.
@@ -346,43 +348,6 @@ def _prepare_mask(mask: Any, x: torch.Tensor) -> torch.Tensor | None:
     return (m > 0.5).expand(x.shape[0], 1, *x.shape[-2:])
 
 
-def _alpha_at(p: Protection, t: int) -> float:
-    if p.step_decay == "none" or p.steps <= 1:
-        return p.alpha
-    frac = t / p.steps
-    lo = p.alpha * p.decay_floor
-    if p.step_decay == "linear":
-        return p.alpha - (p.alpha - lo) * frac
-    return lo + (p.alpha - lo) * 0.5 * (1.0 + math.cos(math.pi * frac))
-
-
-def _per_image_norm(g: torch.Tensor) -> torch.Tensor:
-    return g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-
-
-def _project(p: Protection, x: torch.Tensor, delta: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    if p.norm == "linf":
-        delta = delta.clamp(-p.eps, p.eps)
-    else:
-        delta = delta * torch.clamp(p.eps / _per_image_norm(delta), max=1.0)
-    delta = (x + delta).clamp(0.0, 1.0) - x
-    if mask is not None:
-        delta = torch.where(mask, delta, torch.zeros_like(delta))
-    return delta
-
-
-def _init_delta(p: Protection, x: torch.Tensor, mask, generator) -> torch.Tensor:
-    if not p.random_start:
-        return torch.zeros_like(x)
-    if p.norm == "linf":
-        d = (rand(x.shape, generator, x.device) * 2.0 - 1.0) * p.eps
-    else:
-        g = randn(x.shape, generator, x.device)
-        r = rand((x.shape[0], 1, 1, 1), generator, x.device)
-        d = g / _per_image_norm(g) * p.eps * r
-    return _project(p, x, d, mask)
-
-
 def _multiple(vaes: Sequence[LatentVAE]) -> int:
     m = 1
     for v in vaes:
@@ -422,7 +387,7 @@ def _gradient(p: Protection, x: torch.Tensor, delta: torch.Tensor, ctxs, tiles, 
 
 @torch.no_grad()
 def _evaluate(p: Protection, x: torch.Tensor, ctxs, tiles, multiple: int, eval_seed: int):
-    from latentguard.core.runtime import torch_generator
+    from latentguard.ops.runtime import torch_generator
 
     gen = torch_generator(eval_seed, x.device)
     xp, _ = pad_to_multiple(x, multiple)
@@ -443,7 +408,7 @@ def _evaluate(p: Protection, x: torch.Tensor, ctxs, tiles, multiple: int, eval_s
 def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | None = None,
                    generator: torch.Generator | None = None, progress: bool = False) -> ProtectOutput:
     """The engine (see the module docstring); :meth:`Protection.protect` calls it."""
-    from latentguard.core.runtime import torch_generator
+    from latentguard.ops.runtime import torch_generator
 
     _check_images(images)
     dev = p.device
@@ -459,8 +424,7 @@ def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | 
         with torch.no_grad():
             ctxs = [[p.prepare(vae, _slice(xp_clean, t)) for t in tiles] for vae in p.vaes]
         loss0, kl0, s20 = _evaluate(p, x, ctxs, tiles, multiple, p.seed + 1)
-        delta = _init_delta(p, x, m, generator)
-        direction = 1.0 if p.maximize else -1.0
+        delta = pgd.init_delta(x, eps=p.eps, norm=p.norm, random_start=p.random_start, generator=generator, mask=m)
         it = range(p.steps)
         if progress:
             from tqdm.auto import tqdm
@@ -470,8 +434,8 @@ def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | 
             g = _gradient(p, x, delta, ctxs, tiles, multiple, generator)
             if not torch.isfinite(g).all():
                 raise FloatingPointError(f"{p.name}: non-finite gradient at step {t} (objective overflow?)")
-            step = torch.sign(g) if p.norm == "linf" else g / _per_image_norm(g)
-            delta = _project(p, x, delta + direction * _alpha_at(p, t) * step, m)
+            alpha = pgd.step_size(p.alpha, t, p.steps, p.step_decay, p.decay_floor)
+            delta = pgd.pgd_step(x, delta, g, alpha=alpha, eps=p.eps, norm=p.norm, maximize=p.maximize, mask=m)
         x_adv = (x + delta).clamp(0.0, 1.0)
         loss1, kl1, s21 = _evaluate(p, x_adv, ctxs, tiles, multiple, p.seed + 1)
     if dev.type == "cuda":

@@ -34,9 +34,9 @@ from typing import Any
 import torch
 
 from latentguard import __version__
-from latentguard.core.runtime import resolve_device
+from latentguard.ops.runtime import resolve_device
 # The one place the image metrics are imported from (they move to latentguard.ops.metrics with issue 15).
-from latentguard.evaluate.metrics import psnr, ssim
+from latentguard.ops.metrics import psnr, ssim
 from latentguard.io import load_image, save_image
 from latentguard.models import LatentVAE, crop_back, load_pipeline, load_vae, pad_to_multiple
 from latentguard.protect import get as get_protection

@@ -33,7 +33,7 @@ def _show(args) -> int:
 
 def _train(args) -> int:
     # deferred: torch (the recipes, the runtime and io import it); `zoo list` and `--help` stay torch-free
-    from latentguard.core.runtime import resolve_device
+    from latentguard.ops.runtime import resolve_device
     from latentguard.io import write_manifest
     from latentguard.zoo.train.recipes import check_init, recipe_names, recipe_seed, train
 

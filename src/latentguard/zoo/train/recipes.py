@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from latentguard.harden.crops import DEFAULT_SCALES, ImageCrops
 from latentguard.io import datasets
 from latentguard.models.registry import weights_root
 from latentguard.models.text import sentence_embeddings, token_states
+from latentguard.ops.schedules import ema_update_, set_lr, zoo_cosine_lr
 from latentguard.zoo.train import ldm_photo
 
 # ----------------------------------------------------------------------------------------------------
@@ -126,15 +126,6 @@ class _Log:
         return (time.time() - self.t0) / 60
 
 
-def _cosine_lr(opt, base: float, step: int, total: int, warmup: int = 200) -> None:
-    if step < warmup:
-        lr = base * (step + 1) / warmup
-    else:
-        lr = base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-    for g in opt.param_groups:
-        g["lr"] = max(lr, base * 0.02)
-
-
 class PhotoCrops(ImageCrops):
     """The zoo recipes' crop sampler: :class:`latentguard.harden.ImageCrops` (random scales, flips) with
     the recipes' size rounding, its batches moved to ``device``."""
@@ -190,7 +181,7 @@ def train_vae(recipe: Recipe, out: Path, device: torch.device, steps: int | None
     step = 0
     last = min(steps, stop_at) if stop_at else steps
     for step in range(1, last + 1):
-        _cosine_lr(opt, recipe.lr, step, steps)
+        set_lr(opt, zoo_cosine_lr(step, recipe.lr, steps))
         if big_crops is not None and step % 2 == 0:
             x = big_crops.batch(max(1, recipe.batch_size * recipe.extra["crop"] ** 2 // big ** 2)) * 2 - 1
         else:
@@ -234,7 +225,7 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
     """
     from diffusers import AutoencoderKL
 
-    from latentguard.evaluate.metrics import ssim
+    from latentguard.ops.metrics import ssim
 
     ft = recipe.extra["finetune"]
     steps = steps or ft["steps"]
@@ -263,7 +254,7 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
     kl_w, l1_w = recipe.extra["kl_weight"], recipe.extra["l1_weight"]
     step = 0
     for step in range(1, steps + 1):
-        _cosine_lr(opt, ft["lr"], step, steps, warmup=ft["warmup"])
+        set_lr(opt, zoo_cosine_lr(step, ft["lr"], steps, warmup=ft["warmup"]))
         opt.zero_grad(set_to_none=True)
         stats = {}
         for sampler, n in samplers:
@@ -360,7 +351,7 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
     step = 0
     last = min(steps, stop_at) if stop_at else steps
     for step in range(1, last + 1):
-        _cosine_lr(opt, recipe.lr, step, steps)
+        set_lr(opt, zoo_cosine_lr(step, recipe.lr, steps))
         bi = torch.randint(len(lat), (recipe.batch_size,), generator=g).to(device)
         z0 = lat[bi]
         tmpl = torch.randint(n_t, (recipe.batch_size,), generator=g).to(device)
@@ -379,10 +370,7 @@ def train_t2i(recipe: Recipe, out: Path, device: torch.device, zoo_dir: Path, st
         opt.step()
         if ema is not None:
             d = recipe.extra["ema"]
-            with torch.no_grad():
-                for k, v in unet.state_dict().items():
-                    if v.dtype.is_floating_point:
-                        ema[k].mul_(d).add_(v, alpha=1 - d)
+            ema_update_(ema, unet.state_dict(), d)
         log(step, steps, loss=loss.item())
         if log.elapsed_min() > max_minutes:
             print(f"time budget reached at step {step}", flush=True)
@@ -422,7 +410,7 @@ def train_embed(recipe: Recipe, out: Path, device: torch.device, steps: int | No
     step = 0
     last = min(steps, stop_at) if stop_at else steps
     for step in range(1, last + 1):
-        _cosine_lr(opt, recipe.lr, step, steps)
+        set_lr(opt, zoo_cosine_lr(step, recipe.lr, steps))
         bi = torch.randint(len(x_all), (recipe.batch_size,), generator=g).to(device)
         x, y = x_all[bi], y_all[bi]
         # light augmentation: flips, brightness, small shifts

@@ -1,12 +1,16 @@
-"""Membership-inference metrics: ROC curve, AUROC, ASR (best balanced accuracy), TPR at a fixed FPR.
+"""Detection metrics: ROC curve, AUROC, ASR (best balanced accuracy), TPR at a fixed FPR, on scikit-learn.
 
-Convention: ``scores`` are *membership* scores, higher means "member"; ``labels`` are 1 for members,
-0 for non-members. (Residual statistics ``S`` are turned into membership scores by negation.)
+One copy for the whole project: membership inference (``latentguard.privacy``), poison detection
+(``latentguard.poison.audit``) and the benchmarks use it.
+
+Convention: ``scores`` are detection scores, higher means "positive" (member, poisoned); ``labels`` are 1 for
+positives, 0 for negatives. (Residual statistics ``S`` are turned into membership scores by negation.)
 
 * ROC: for every distinct score threshold ``tau`` (descending), ``TPR(tau) = P(s >= tau | member)``,
-  ``FPR(tau) = P(s >= tau | non-member)``, starting at ``(0, 0)`` with ``tau = +inf`` (scikit-learn's
-  ``roc_curve(drop_intermediate=False)`` points).
-* AUROC: the Mann-Whitney statistic ``P(s_member > s_non) + 1/2 P(=)``, equal to the trapezoidal area.
+  ``FPR(tau) = P(s >= tau | non-member)``, starting at ``(0, 0)`` with ``tau = +inf``:
+  ``sklearn.metrics.roc_curve(labels, scores, drop_intermediate=False)``.
+* AUROC: ``sklearn.metrics.roc_auc_score`` (the trapezoidal area under the ROC curve, which equals the
+  Mann-Whitney statistic ``P(s_member > s_non) + 1/2 P(=)``; the rank formula used before agrees to 1e-15).
 * ASR: ``max_tau (TPR + 1 - FPR) / 2``, the best balanced accuracy (SecMI/PIA/paper convention).
 * TPR@x%FPR: the largest TPR among ROC points with ``FPR <= x`` (0 if none). With ``n`` non-members the
   FPR resolution is ``1/n``: below it the value is the TPR at FPR = 0.
@@ -40,28 +44,19 @@ def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
 
 
 def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(fpr, tpr, thresholds)``, thresholds descending, first point ``(0, 0, +inf)``."""
+    """``(fpr, tpr, thresholds)``, thresholds descending, first point ``(0, 0, +inf)`` (every distinct score)."""
     s, y = _check(scores, labels)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # last index of each distinct score
-    tps = np.cumsum(y)[last]
-    fps = (last + 1) - tps
-    tpr = np.r_[0.0, tps / y.sum()]
-    fpr = np.r_[0.0, fps / (len(y) - y.sum())]
-    thr = np.r_[np.inf, s[last]]
-    return fpr, tpr, thr
+    from sklearn.metrics import roc_curve as sk_roc_curve  # deferred: scikit-learn (and scipy) import in seconds
+
+    return sk_roc_curve(y, s, drop_intermediate=False)  # scikit-learn >= 1.3: the first threshold is +inf
 
 
 def auroc(scores, labels) -> float:
-    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties)."""
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``; ties count one half)."""
     s, y = _check(scores, labels)
-    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score  # deferred: scikit-learn (and scipy) import in seconds
 
-    r = rankdata(s)  # average ranks
-    n1 = y.sum()
-    n0 = len(y) - n1
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return float(roc_auc_score(y, s))
 
 
 def tpr_at_fpr(scores, labels, max_fpr: float) -> float:

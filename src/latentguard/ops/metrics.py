@@ -1,22 +1,34 @@
-"""Image metrics for protection benchmarks: PSNR, SSIM, and labelled embedding stand-ins.
+"""Image metrics: PSNR, SSIM, the Frechet distance, labelled embedding stand-ins, and the metric registry.
 
 Every metric follows torchmetrics' object protocol (``update(preds, target)``, ``compute()``, ``reset()``,
 ``higher_is_better``) and has a functional twin returning one value per image. Images are float tensors
-``[N,3,H,W]`` in ``[0,1]``.
+``[N,3,H,W]`` in ``[0,1]``. :data:`REGISTRY` maps each reported name to its :class:`MetricInfo` (functional,
+object class, direction, kind); :func:`get` looks one up with a clear error.
 
-**PSNR / SSIM** are written here in torch (torchmetrics' image extras need torchvision, which is optional)
-and tested against scikit-image to 1e-4:
+**PSNR / SSIM** are written here in torch and tested against scikit-image:
 
 * PSNR (per image): :math:`10 \\log_{10}(R^2 / \\mathrm{MSE})` with ``R = data_range = 1``, the MSE over
-  all channels and pixels of one image (``skimage.metrics.peak_signal_noise_ratio(t, p, data_range=1)``).
-  Identical images give ``+inf``; :func:`psnr` caps it at ``max_db`` (default 100 dB) so means stay finite.
-* SSIM (per image; Wang et al. 2004): Gaussian window of size 11 and sigma 1.5 (normalised to sum 1),
-  ``K1=0.01, K2=0.03``, ``C1=(K1 R)^2, C2=(K2 R)^2``, population (not sample) covariances, the SSIM map
-  taken over the *valid* region only (the 5-pixel border a padded filter would touch is dropped, as both
-  torchmetrics and scikit-image do) and averaged over pixels and channels. This equals
-  ``skimage.metrics.structural_similarity(t, p, data_range=1, channel_axis=-1, gaussian_weights=True,
-  sigma=1.5, use_sample_covariance=False)`` and torchmetrics' ``StructuralSimilarityIndexMeasure()``
-  defaults.
+  all channels and pixels of one image, in float64 (``skimage.metrics.peak_signal_noise_ratio(t, p,
+  data_range=1)``). Identical images give ``+inf``; :func:`psnr` caps it at ``max_db`` (default 100 dB) so
+  means stay finite and records stay valid JSON. This is the project's one PSNR.
+* SSIM (per image; Wang et al. 2004): Gaussian window of size 11 and sigma 1.5 (normalised to sum 1,
+  :func:`latentguard.ops.filters.gaussian_window2d`), ``K1=0.01, K2=0.03``, ``C1=(K1 R)^2, C2=(K2 R)^2``,
+  population (not sample) covariances, the SSIM map taken over the *valid* region only (the 5-pixel border
+  whose windows would leave the image is dropped) and averaged over pixels and channels. This is
+  scikit-image's ``structural_similarity(t, p, data_range=1, channel_axis=-1, gaussian_weights=True,
+  sigma=1.5, use_sample_covariance=False)``: measured on the 8 bundled 256 px photos under Gaussian noise
+  (std 0.02-0.2), PIL JPEG (q 10-90) and Gaussian blur (sigma 0.5-3), 96 pairs in float64, the largest
+  difference is 2.8e-14 (``benchmarks/ops_ssim.py`` -> ``benchmarks/results/ops_ssim.json``; the tests assert
+  1e-12 in float64 and 1e-4 on float32 inputs).
+
+  It is **not** torchmetrics' ``structural_similarity_index_measure`` / ``StructuralSimilarityIndexMeasure()``
+  at its defaults: torchmetrics reflect-pads the images and averages the SSIM map over the whole image, padded
+  border included (it crops the border only from its contrast-sensitivity output), and clamps the variances
+  at 0. On the same 96 pairs it differs from ours by up to 0.013 (mean 0.003), most on blurred images
+  (torchmetrics 1.9.0; issue 15's review measured up to 0.044 on its images). torchmetrics' SSIM itself
+  needs no torchvision (it ran here without importing it); only its LPIPS/FID extras pull it. We keep
+  scikit-image's definition (the literature's usual SSIM and our published tables); torchmetrics stays an
+  optional extra.
 
 **LPIPS, FID, CLIP score** need pretrained weights (AlexNet/VGG + LPIPS heads, Inception-v3, OpenAI CLIP).
 :func:`standard_metric_status` says for each whether it can be computed here and, if not, why. Offline,
@@ -35,18 +47,20 @@ names (never as LPIPS/FID/CLIP score):
 from __future__ import annotations
 
 import importlib.util
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from latentguard.ops.filters import gaussian_window2d
+
 __all__ = [
     "psnr", "ssim", "embed_dist", "embed_clip_score", "frechet_distance",
     "PSNR", "SSIM", "EmbedDistance", "EmbedFID", "EmbedCLIPScore",
-    "MetricInfo", "METRICS", "STANDARD_METRICS", "standard_metric_status",
+    "MetricInfo", "REGISTRY", "METRIC_KINDS", "get", "names", "STANDARD_METRICS", "standard_metric_status",
+    "StandardMetrics",
 ]
 
 
@@ -79,13 +93,6 @@ def psnr(preds: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0, 
     return out.clamp(max=max_db).nan_to_num(nan=max_db, posinf=max_db)
 
 
-def _gaussian_kernel(size: int, sigma: float, channels: int, dtype: torch.dtype, device) -> torch.Tensor:
-    ax = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2.0
-    g = torch.exp(-(ax**2) / (2.0 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
-
-
 def ssim(
     preds: torch.Tensor,
     target: torch.Tensor,
@@ -95,14 +102,24 @@ def ssim(
     sigma: float = 1.5,
     k1: float = 0.01,
     k2: float = 0.03,
+    compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Structural similarity per image, ``[N]`` (Wang et al. 2004), computed in float64.
+    """Structural similarity per image, ``[N]`` (Wang et al. 2004), computed in float64 by default.
 
     .. math:: \\mathrm{SSIM}(x,y) = \\frac{(2\\mu_x\\mu_y + C_1)(2\\sigma_{xy} + C_2)}
               {(\\mu_x^2+\\mu_y^2+C_1)(\\sigma_x^2+\\sigma_y^2+C_2)}
 
     with Gaussian-weighted local statistics (window ``kernel_size``, ``sigma``), averaged over the valid
-    region, then over channels. Differentiable (used by the IMPRESS purifier).
+    region, then over channels. Differentiable (used by the IMPRESS purifier and harden's ``grad-ssim``).
+
+    Args:
+        preds, target: ``[N,C,H,W]`` images.
+        data_range: ``R``, the range of pixel values.
+        kernel_size: Gaussian window size (odd, at most the image size).
+        sigma: Gaussian window standard deviation (pixels).
+        k1, k2: the stabilising constants.
+        compute_dtype: dtype of the computation; ``None``: float64 (float32 on MPS, which has no float64).
+            harden's training loss passes its own float32 for speed.
 
     Raises:
         ValueError: images smaller than the window, an even window, or a non-positive data range.
@@ -116,10 +133,10 @@ def ssim(
         raise ValueError(f"data_range must be > 0, got {data_range}")
     if min(preds.shape[-2:]) < kernel_size:
         raise ValueError(f"images of size {tuple(preds.shape[-2:])} are smaller than the SSIM window {kernel_size}")
-    dtype = torch.float64 if preds.device.type != "mps" else torch.float32
+    dtype = compute_dtype or (torch.float64 if preds.device.type != "mps" else torch.float32)
     p, t = preds.to(dtype), target.to(dtype)
     c = p.shape[1]
-    w = _gaussian_kernel(kernel_size, sigma, c, dtype, p.device)
+    w = gaussian_window2d(kernel_size, sigma, c, dtype=dtype, device=p.device)
     mu_p, mu_t = F.conv2d(p, w, groups=c), F.conv2d(t, w, groups=c)
     s_pp = F.conv2d(p * p, w, groups=c) - mu_p**2
     s_tt = F.conv2d(t * t, w, groups=c) - mu_t**2
@@ -317,16 +334,26 @@ class EmbedFID:
 
 
 # ------------------------------------------------------------------------------------------ registry
+METRIC_KINDS = ("pair", "text", "set")
+
+
 @dataclass(frozen=True)
 class MetricInfo:
-    """A metric the runner can report.
+    """A metric the runner can report: one entry of :data:`REGISTRY`.
 
     Attributes:
         name: the name it is reported under.
         higher_is_better: direction of the metric itself (similarity vs distance).
-        kind: ``pair`` (image vs reference image), ``text`` (image vs prompt) or ``set`` (two image sets).
+        kind: ``pair`` (image vs reference image, ``functional(preds, target) -> [N]``), ``text`` (image vs
+            prompt, ``functional(embedder, images, texts) -> [N]``) or ``set`` (two image sets,
+            ``functional(feats_a, feats_b) -> float``).
         stands_in_for: the standard metric it approximates (``None`` for the real thing).
         description: one line for reports.
+        functional: the functional twin (``None`` for the standard metrics, computed by
+            :class:`StandardMetrics` when their weights are on disk).
+        metric: the torchmetrics-style object class (``update``/``compute``/``reset``), or ``None``.
+        needs: what computing it needs besides the images: ``""``, ``"embedder"`` (zoo:embed, passed as the
+            first argument) or ``"weights"`` (pretrained weights, see :func:`standard_metric_status`).
     """
 
     name: str
@@ -334,6 +361,15 @@ class MetricInfo:
     kind: str
     stands_in_for: str | None
     description: str
+    functional: Callable[..., Any] | None = field(default=None, repr=False)
+    metric: type | None = field(default=None, repr=False)
+    needs: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in METRIC_KINDS:
+            raise ValueError(f"metric kind must be one of {METRIC_KINDS}, got {self.kind!r}")
+        if self.needs not in ("", "embedder", "weights"):
+            raise ValueError(f"needs must be '', 'embedder' or 'weights', got {self.needs!r}")
 
     @property
     def protection_arrow(self) -> str:
@@ -344,19 +380,41 @@ class MetricInfo:
         return "↓" if self.higher_is_better else "↑"
 
 
-METRICS: dict[str, MetricInfo] = {
-    "psnr": MetricInfo("psnr", True, "pair", None, "PSNR in dB (data range 1)"),
-    "ssim": MetricInfo("ssim", True, "pair", None, "SSIM, Gaussian window 11, sigma 1.5"),
+REGISTRY: dict[str, MetricInfo] = {
+    "psnr": MetricInfo("psnr", True, "pair", None, "PSNR in dB (data range 1)", psnr, PSNR),
+    "ssim": MetricInfo("ssim", True, "pair", None, "SSIM, Gaussian window 11, sigma 1.5", ssim, SSIM),
     "embed-dist": MetricInfo("embed-dist", False, "pair", "lpips",
-                             "1 - cosine of zoo:embed image embeddings (LPIPS stand-in, not LPIPS)"),
+                             "1 - cosine of zoo:embed image embeddings (LPIPS stand-in, not LPIPS)",
+                             embed_dist, EmbedDistance, "embedder"),
     "embed-fid": MetricInfo("embed-fid", False, "set", "fid",
-                            "Frechet distance of zoo:embed image features (FID stand-in, not FID)"),
+                            "Frechet distance of zoo:embed image features (FID stand-in, not FID)",
+                            frechet_distance, EmbedFID, "embedder"),
     "embed-clip-score": MetricInfo("embed-clip-score", True, "text", "clip-score",
-                                   "cosine of zoo:embed image and prompt embeddings (CLIP-score stand-in, not CLIP)"),
-    "lpips": MetricInfo("lpips", False, "pair", None, "LPIPS (AlexNet), lpips package"),
-    "fid": MetricInfo("fid", False, "set", None, "FID (Inception-v3 pool features), torchmetrics"),
-    "clip-score": MetricInfo("clip-score", True, "text", None, "CLIP score (cosine, openai/clip-vit-base-patch32)"),
+                                   "cosine of zoo:embed image and prompt embeddings (CLIP-score stand-in, not CLIP)",
+                                   embed_clip_score, EmbedCLIPScore, "embedder"),
+    "lpips": MetricInfo("lpips", False, "pair", None, "LPIPS (AlexNet), lpips package", needs="weights"),
+    "fid": MetricInfo("fid", False, "set", None, "FID (Inception-v3 pool features), torchmetrics", needs="weights"),
+    "clip-score": MetricInfo("clip-score", True, "text", None, "CLIP score (cosine, openai/clip-vit-base-patch32)",
+                             needs="weights"),
 }
+"""Every reportable metric by name (the evaluation runner validates and dispatches on it)."""
+
+
+def get(name: str) -> MetricInfo:
+    """The registry entry of ``name``; ``ValueError`` naming the known metrics otherwise."""
+    try:
+        return REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown metric {name!r}; choose from {sorted(REGISTRY)}") from None
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    """Registered metric names (of one ``kind`` when given), in registry order."""
+    if kind is not None and kind not in METRIC_KINDS:
+        raise ValueError(f"metric kind must be one of {METRIC_KINDS}, got {kind!r}")
+    return tuple(n for n, m in REGISTRY.items() if kind is None or m.kind == kind)
+
+
 STANDARD_METRICS = ("lpips", "fid", "clip-score")
 CLIP_MODEL_ID = "openai/clip-vit-base-patch32"
 
@@ -471,8 +529,3 @@ class StandardMetrics:
         b = F.normalize(out.text_embeds, dim=-1)
         return (a * b).sum(-1).double().cpu()
 
-
-def finite_mean(values: Sequence[float]) -> float:
-    """Mean of the finite values (NaN when there are none)."""
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return float(sum(v) / len(v)) if v else float("nan")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from latentguard.privacy import roc
+from latentguard.ops import roc
 
 
 def _data(seed: int, n: int = 300, ties: bool = False):
@@ -67,3 +67,19 @@ def test_extremes_and_errors():
         roc.auroc([1, 2], [0, 2])
     with pytest.raises(ValueError, match="finite"):
         roc.auroc([np.nan, 2], [0, 1])
+
+
+def test_privacy_reexports_the_shared_roc():
+    import latentguard.privacy as privacy
+
+    for name in ("auroc", "roc_curve", "tpr_at_fpr", "best_balanced_accuracy", "balanced_accuracy_at",
+                 "membership_metrics", "MembershipMetrics"):
+        assert getattr(privacy, name) is getattr(roc, name)
+
+
+def test_poison_audit_auroc_is_the_shared_one():
+    from latentguard.poison.audit import auroc as poison_auroc
+
+    s, y = _data(3, ties=True)
+    assert poison_auroc(s, y.astype(bool)) == roc.auroc(s, y)
+    assert np.isnan(poison_auroc(s, np.ones(len(s), bool)))
