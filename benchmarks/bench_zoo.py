@@ -144,7 +144,7 @@ def ldm_photo_quality(steps: int = 50, n_samples: int = 16) -> dict:
     filled = inp([""] * len(x), image=x, mask_image=m, height=256, width=256, strength=1.0, num_inference_steps=steps,
                  guidance_scale=1.0,
                  generator=torch.Generator().manual_seed(0), output_type="pt").images.clamp(0, 1)
-    from latentguard.evaluate.purify import gaussian_blur
+    from latentguard.ops.transforms import gaussian_blur
 
     # the blurred fill: normalised convolution of the visible pixels (what a blur-inpainting does)
     keep = 1 - m
@@ -253,7 +253,7 @@ def main() -> None:
                        metadata={"what": "zoo:t2i samples, one row per class, 'a photo of a <class>'"})
         elif name == "ldm-photo":
             r = ldm_photo_quality()
-            from latentguard.core.grid import make_grid
+            from latentguard.ops.grid import make_grid
             from latentguard.io import save_image
 
             for tag, g in r.pop("_grids").items():
