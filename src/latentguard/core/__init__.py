@@ -1,5 +1,5 @@
-"""Small shared core: devices, dtypes, seeding, validation helpers and shared math."""
+"""Small shared core: errors, units and budgets, config loading, the argparse pieces every CLI shares.
 
-from latentguard.core.runtime import resolve_device, resolve_dtype, seed_everything, torch_generator
-
-__all__ = ["resolve_device", "resolve_dtype", "seed_everything", "torch_generator"]
+Importing the package imports no torch (so ``latentguard --help`` does not pay for it); the torch-based
+helpers (devices, dtypes, seeding, model state) are imported from their own modules.
+"""

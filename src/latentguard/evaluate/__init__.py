@@ -1,22 +1,8 @@
 """Evaluation harness: edits, purifications, metrics and the benchmark runner (``latentguard bench``)."""
 
-from latentguard.evaluate.metrics import (
-    METRICS,
-    PSNR,
-    SSIM,
-    EmbedCLIPScore,
-    EmbedDistance,
-    EmbedFID,
-    MetricInfo,
-    embed_clip_score,
-    embed_dist,
-    frechet_distance,
-    psnr,
-    ssim,
-    standard_metric_status,
-)
+# Loaded on first use: these modules import torch.
+from latentguard.core.lazy import lazy_exports
 
-__all__ = [
-    "METRICS", "PSNR", "SSIM", "EmbedCLIPScore", "EmbedDistance", "EmbedFID", "MetricInfo", "embed_clip_score",
-    "embed_dist", "frechet_distance", "psnr", "ssim", "standard_metric_status",
-]
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "latentguard.evaluate.metrics": ("METRICS", "PSNR", "SSIM", "EmbedCLIPScore", "EmbedDistance", "EmbedFID", "MetricInfo", "embed_clip_score", "embed_dist", "frechet_distance", "psnr", "ssim", "standard_metric_status",),
+})

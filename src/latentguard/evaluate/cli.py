@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from latentguard.core.cli_args import add_common_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from latentguard.cli import add_common_args
-
+    """Add ``latentguard bench`` and ``latentguard report`` to the CLI."""
     p = subparsers.add_parser(
         "bench", help="run a benchmark matrix (protections x budgets x models x edits x purifications)",
         description="Run the matrix declared in CONFIG.toml (see examples/pca_table.toml) and write results.jsonl, "

@@ -35,7 +35,6 @@ names (never as LPIPS/FID/CLIP score):
 from __future__ import annotations
 
 import importlib.util
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -471,8 +470,3 @@ class StandardMetrics:
         b = F.normalize(out.text_embeds, dim=-1)
         return (a * b).sum(-1).double().cpu()
 
-
-def finite_mean(values: Sequence[float]) -> float:
-    """Mean of the finite values (NaN when there are none)."""
-    v = [x for x in values if x is not None and math.isfinite(x)]
-    return float(sum(v) / len(v)) if v else float("nan")

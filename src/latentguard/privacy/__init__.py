@@ -7,21 +7,9 @@
   dimension masking, two selection protocols and the distortion split.
 """
 
-from latentguard.privacy.pullback import (
-    PullbackConfig,
-    PullbackResult,
-    analyze_pullback,
-    decoder_jacobian,
-    hutchinson_diag,
-    keep_mask,
-    log_volume,
-    per_dim_contribution,
-    random_keep_mask,
-    rank_dims,
-    topk_singular_values,
-)
+# Loaded on first use: these modules import torch.
+from latentguard.core.lazy import lazy_exports
 
-__all__ = [
-    "PullbackConfig", "PullbackResult", "analyze_pullback", "decoder_jacobian", "hutchinson_diag", "keep_mask",
-    "log_volume", "per_dim_contribution", "random_keep_mask", "rank_dims", "topk_singular_values",
-]
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "latentguard.privacy.pullback": ("PullbackConfig", "PullbackResult", "analyze_pullback", "decoder_jacobian", "hutchinson_diag", "keep_mask", "log_volume", "per_dim_contribution", "random_keep_mask", "rank_dims", "topk_singular_values",),
+})
