@@ -212,9 +212,12 @@ def _cmd_audit_alignment(args: argparse.Namespace) -> int:
 # latentguard implosion
 # ----------------------------------------------------------------------------------------------------
 def _cmd_implosion(args: argparse.Namespace) -> int:
-    from latentguard.poison.implosion import ImplosionConfig, run_implosion  # defers torch and diffusers
+    from latentguard.poison.config import ImplosionConfig  # defers pydantic
 
+    # every config mistake fails here, before the experiment's data or models are loaded
     cfg = ImplosionConfig.from_toml(args.config, overrides={"seed": args.seed} if args.seed_given else None)
+    from latentguard.poison.implosion import run_implosion  # defers torch and diffusers
+
     summary = run_implosion(cfg, args.out, device=args.device, command=_command_line(), resume=not args.no_resume)
     brief = [{"k": c["k"], "n_seeds": c["n_seeds"],
               **{m: round(c[m]["mean"], 4) for m in ("ad", "acc_clean", "acc_poisoned", "asr", "sim_clean")}}
