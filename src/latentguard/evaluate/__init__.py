@@ -4,5 +4,8 @@
 from latentguard.core.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "latentguard.evaluate.metrics": ("METRICS", "PSNR", "SSIM", "EmbedCLIPScore", "EmbedDistance", "EmbedFID", "MetricInfo", "embed_clip_score", "embed_dist", "frechet_distance", "psnr", "ssim", "standard_metric_status",),
+    "latentguard.evaluate.metrics": (
+        "METRICS", "PSNR", "SSIM", "EmbedCLIPScore", "EmbedDistance", "EmbedFID", "MetricInfo",
+        "embed_clip_score", "embed_dist", "frechet_distance", "psnr", "ssim", "standard_metric_status",
+    ),
 })

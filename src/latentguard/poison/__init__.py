@@ -13,5 +13,8 @@ See ``docs/poison.md``.
 from latentguard.core.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "latentguard.poison.alignment": ("AlignmentResult", "alignment_difficulty", "naive_alignment_difficulty", "normalize_pairs", "scaled_similarity", "structure_row_sums", "structure_sampled",),
+    "latentguard.poison.alignment": (
+        "AlignmentResult", "alignment_difficulty", "naive_alignment_difficulty", "normalize_pairs",
+        "scaled_similarity", "structure_row_sums", "structure_sampled",
+    ),
 })

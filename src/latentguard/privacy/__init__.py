@@ -11,5 +11,9 @@
 from latentguard.core.lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "latentguard.privacy.pullback": ("PullbackConfig", "PullbackResult", "analyze_pullback", "decoder_jacobian", "hutchinson_diag", "keep_mask", "log_volume", "per_dim_contribution", "random_keep_mask", "rank_dims", "topk_singular_values",),
+    "latentguard.privacy.pullback": (
+        "PullbackConfig", "PullbackResult", "analyze_pullback", "decoder_jacobian", "hutchinson_diag",
+        "keep_mask", "log_volume", "per_dim_contribution", "random_keep_mask", "rank_dims",
+        "topk_singular_values",
+    ),
 })
