@@ -45,9 +45,11 @@ def demo_config(full: bool = False, device: str = "auto", seed: int = 0) -> dict
 
 
 def _run(args: argparse.Namespace) -> int:
+    # deferred: torch (and the bench runner, which imports it and loads the models)
     import torch
 
-    from latentguard.evaluate.bench import BenchConfig, run_bench
+    from latentguard.evaluate.config import BenchConfig
+    from latentguard.evaluate.runner import run_bench
 
     doc = demo_config(args.full, args.device, args.seed)
     if args.print_config:

@@ -29,10 +29,7 @@ def test_cli_number_errors_reach_the_user(argv, prog, capsys):
     assert "not a number" in err and f"latentguard {prog}" in err
 
 
-def test_parse_budget_is_shared_with_evaluate():
-    from latentguard.evaluate import units
-
-    assert units.parse_budget is parse_budget
+def test_parse_budget_reads_fractions_and_checks_the_range():
     assert parse_budget("16/255") == (16 / 255, "16/255")
     with pytest.raises(ValueError, match="outside"):
         parse_budget(16)

@@ -1,14 +1,18 @@
-"""Bench config validation, budgets, built-in protections, report helpers (no models needed)."""
+"""Bench config validation (strict, at load time), budgets, runner and report helpers (no models needed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
-import torch
 
-from latentguard.evaluate import bench as B
-from latentguard.evaluate import report as R
+from latentguard.core.units import parse_budget
+from latentguard.evaluate import config as C
+from latentguard.evaluate import edits as E
+from latentguard.evaluate import purify as P
+from latentguard.evaluate import runner as B
+from latentguard.evaluate import tables as R
 
 MIN = {
     "run": {"targets": ["zoo:t2i"]},
@@ -26,66 +30,100 @@ def _cfg(**over):
 
 
 def test_parse_budget():
-    assert B.parse_budget("16/255") == (16 / 255, "16/255")
-    assert B.parse_budget(0.03) == (0.03, "0.03")
-    assert B.parse_budget("0.05")[0] == 0.05
+    assert parse_budget("16/255") == (16 / 255, "16/255")
+    assert parse_budget(0.03) == (0.03, "0.03")
+    assert parse_budget("0.05")[0] == 0.05
     for bad in ("16", 16, -0.1, "abc", True, "1/0"):
         with pytest.raises(ValueError):
-            B.parse_budget(bad)
+            parse_budget(bad)
 
 
 def test_config_from_dict_and_errors():
-    cfg = B.BenchConfig.from_dict(MIN)
+    cfg = C.BenchConfig.from_dict(MIN)
     assert cfg.methods == ("none", "random-noise") and cfg.targets == ("zoo:t2i",)
-    assert cfg.purifications == ({"kind": "none"},) and cfg.metrics == B.DEFAULT_METRICS
+    assert cfg.purifications == ({"kind": "none"},) and cfg.metrics == C.DEFAULT_METRICS
     assert cfg.to_dict()["budgets"] == [{"eps": 8 / 255, "label": "8/255"}]
     with pytest.raises(ValueError, match="unknown metric"):
-        B.BenchConfig.from_dict(_cfg(run__metrics=["psnr", "lpipz"]))
+        C.BenchConfig.from_dict(_cfg(run__metrics=["psnr", "lpipz"]))
     with pytest.raises(ValueError, match="duplicates"):
-        B.BenchConfig.from_dict(_cfg(protect__methods=["none", "none"]))
+        C.BenchConfig.from_dict(_cfg(protect__methods=["none", "none"]))
     with pytest.raises(ValueError, match="image_size"):
-        B.BenchConfig.from_dict(_cfg(run__image_size=4))
+        C.BenchConfig.from_dict(_cfg(run__image_size=4))
     with pytest.raises(ValueError, match="unknown \\[run\\] keys"):
-        B.BenchConfig.from_dict(_cfg(run__sedd=1))
+        C.BenchConfig.from_dict(_cfg(run__sedd=1))
     bad = json.loads(json.dumps(MIN))
     bad["protect"]["targets"] = ["x"]
     with pytest.raises(ValueError, match="TOML puts a key"):
-        B.BenchConfig.from_dict(bad)
+        C.BenchConfig.from_dict(bad)
     with pytest.raises(ValueError, match="params"):
-        B.BenchConfig.from_dict(_cfg(protect__params={"pca+": {"alpha": 0.01}}))
+        C.BenchConfig.from_dict(_cfg(protect__params={"pca+": {"alpha": 0.01}}))
 
 
 def test_config_from_toml(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('[run]\ntargets = ["zoo:t2i"]\n[protect]\nmethods = ["none"]\nsurrogates = ["zoo:vae-a"]\n'
                  '[[edits]]\nkind = "recon"\n')
-    assert B.BenchConfig.from_toml(p).methods == ("none",)
+    assert C.BenchConfig.from_toml(p).methods == ("none",)
     p.write_text("[run\n")
     with pytest.raises(ValueError, match="not valid TOML"):
-        B.BenchConfig.from_toml(p)
+        C.BenchConfig.from_toml(p)
     with pytest.raises(FileNotFoundError):
-        B.BenchConfig.from_toml(tmp_path / "missing.toml")
+        C.BenchConfig.from_toml(tmp_path / "missing.toml")
 
 
-def test_random_sign_noise_budget_and_determinism():
-    x = torch.rand(2, 3, 16, 16)
-    before = x.clone()
-    f = B.RandomSignNoise(8 / 255)
-    a = f(x, generator=torch.Generator().manual_seed(0))
-    b = f(x, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(a, b) and torch.equal(x, before)
-    d = (a - x).abs()
-    assert float(d.max()) <= 8 / 255 + 1e-7
-    interior = (x > 8 / 255) & (x < 1 - 8 / 255)
-    assert torch.allclose(d[interior], torch.full_like(d[interior], 8 / 255), atol=1e-6)  # every pixel at the budget
-    assert torch.equal(B.NoProtection()(x), x)
-    with pytest.raises(ValueError, match="eps"):
-        B.RandomSignNoise(2.0)
+@pytest.mark.parametrize("change, path, what", [
+    (lambda d: d["edits"].append({"kind": "img2imgg"}), "edits[1].kind", "unknown edit kind 'img2imgg'"),
+    (lambda d: d["edits"].append({"kind": "img2img", "strenght": 0.5}), "edits[1].strenght", "unknown edits[1]"),
+    (lambda d: d.update(purifications=[{"kind": "jpg"}]), "purifications[0].kind", "unknown purification kind"),
+    (lambda d: d.update(purifications=[{"kind": "jpeg", "qualty": [50]}]), "purifications[0].qualty", "unknown"),
+    (lambda d: d.update(purifications=[{"kind": "jpeg", "quality": [50, "x"]}]), "purifications[0].quality[1]",
+     "valid integer"),
+    (lambda d: d["run"].update(metrics=["psnr", "lpipz"]), "run.metrics[1]", "unknown metric 'lpipz'"),
+    (lambda d: d["protect"].update(methods=["none", "pca++"]), "protect.methods[1]",
+     "unknown protection method 'pca++'"),
+    (lambda d: d["protect"].update(methods=["pca+"], params={"pca+": {"stpes": 3}}), "protect.params.pca+.stpes",
+     "takes no parameter"),
+    (lambda d: d["run"].update(targets=[{"model": "zoo:t2i", "vea": "x"}]), "run.targets[0].vea", "unknown"),
+    (lambda d: d["protect"].update(steps=True), "protect.steps", "valid integer"),
+    (lambda d: d.update(edit=[{"kind": "recon"}]), "edit", "unknown top-level config keys"),
+])
+def test_every_config_mistake_fails_at_load_time_naming_the_key(change, path, what):
+    d = json.loads(json.dumps(MIN))
+    change(d)
+    with pytest.raises(C.ConfigError) as exc:
+        C.BenchConfig.from_dict(d)
+    msg = str(exc.value)
+    assert path in msg and what in msg and "\n" not in msg
 
 
-def test_make_protection_unknown_method_is_an_error():
-    with pytest.raises(ValueError):
-        B.make_protection("no-such-method", vae=None, eps=0.03, steps=1)
+def test_schema_parameters_are_the_builders_parameters():
+    """The typed tables take exactly the parameters (and defaults) of the edit and purification classes."""
+    builders = {"recon": E.VAEReconstruction, "img2img": E.Img2Img, "inpaint": E.Inpaint}
+    assert set(C.EDIT_SPECS) == set(E.EDIT_KINDS) == set(builders)
+    renamed = {"prompt": "prompts"}  # one edit per prompt
+    for kind, cls in builders.items():
+        fields = {renamed.get(f.name, f.name): f.default for f in dataclasses.fields(cls) if f.name not in ("vae", "pipe")}
+        spec = {k: v.default for k, v in C.EDIT_SPECS[kind].model_fields.items() if k != "kind"}
+        assert set(spec) == set(fields), kind
+        assert {k: v for k, v in spec.items() if k != "prompts"} == {k: v for k, v in fields.items() if k != "prompts"}
+    purifiers = {"none": P.NoPurification, "jpeg": P.JPEG, "resize": P.Resize, "blur": P.GaussianBlur,
+                 "noise": P.GaussianNoise, "diffpure": P.DiffPure, "impress": P.Impress, "noisy-upscale": P.NoisyUpscale}
+    assert set(C.PURIFICATION_SPECS) == set(P.PURIFY_KINDS) == set(purifiers)
+    for kind, cls in purifiers.items():
+        fields = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("vae", "pipe", "param", "name",
+                                                                                        "strength")}
+        spec = {k: v.default for k, v in C.PURIFICATION_SPECS[kind].model_fields.items() if k not in ("kind", "upscaler")}
+        assert spec == fields, kind
+
+
+def test_every_example_config_loads():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    loaded = [p.name for p in sorted(root.glob("*.toml")) if p.name != "implosion.toml"]
+    for name in loaded:
+        C.BenchConfig.from_toml(root / name)
+    assert {"pca_table.toml", "pca_purify.toml", "srl_table.toml"} <= set(loaded)
 
 
 def test_purification_kind_and_slug():
@@ -128,6 +166,24 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.toml" in err[0]
+
+
+def test_cli_misspelt_method_exits_2_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    """A misspelt method used to run every other cell for minutes and fail its own; now the file is refused."""
+    from latentguard.cli import main
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(E.ModelCache, "vae", no_model)
+    monkeypatch.setattr(E.ModelCache, "pipeline", no_model)
+    p = tmp_path / "c.toml"
+    p.write_text('[run]\ntargets = ["zoo:t2i"]\n[protect]\nmethods = ["pca+", "pca-pluss"]\nsurrogates = ["zoo:vae-a"]\n'
+                 '[[edits]]\nkind = "recon"\n')
+    assert main(["bench", str(p), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "protect.methods[1]" in err[0] and "pca-pluss" in err[0] and str(p) in err[0]
+    assert not (tmp_path / "o").exists()
     bad = tmp_path / "bad.toml"
     bad.write_text('[run]\ntargets = ["zoo:t2i"]\n[protect]\nmethods = ["none"]\nbudgets = ["16"]\n'
                    'surrogates = ["zoo:vae-a"]\n[[edits]]\nkind = "recon"\n')

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
 from latentguard.cli import main
 from latentguard.testing import require_zoo
+from latentguard.protect import registry
+from latentguard.protect.engine import Protection
+
+
+@dataclass(frozen=True, kw_only=True)
+class _AlwaysFails(Protection):
+    """A protection that fails while the matrix runs (as a non-finite gradient would): its cells are recorded."""
+
+    name: ClassVar[str] = "always-fails"
+
+    def __call__(self, images, *, mask=None, generator=None):
+        raise FloatingPointError("always-fails: non-finite gradient at step 0 (test)")
+
+
+if _AlwaysFails.name not in registry.available():
+    registry.register(_AlwaysFails)
 
 TINY = """
 [run]
@@ -24,7 +42,7 @@ grid_images = 2
 targets = ["zoo:t2i"]
 
 [protect]
-methods = ["pca+", "random-noise", "none", "no-such-method"]
+methods = ["pca+", "random-noise", "none", "always-fails"]
 budgets = ["8/255", "16/255"]
 steps = 3
 surrogates = ["zoo:vae-a"]
@@ -69,7 +87,7 @@ def _rows(out):
 def test_outputs_exist_and_failures_are_recorded(bench_dir):
     d, rc = bench_dir
     out = d / "out"
-    assert rc == 1  # the unknown method's cells failed, and the run went on
+    assert rc == 1  # the failing method's cells failed, and the run went on
     for f in ("run.json", "results.jsonl", "summary.csv", "table.md", "tables.json", "report.html"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     assert any((out / "plots").glob("bars_*.png")) and any((out / "plots").glob("vs_eps_*.png"))
@@ -80,16 +98,17 @@ def test_outputs_exist_and_failures_are_recorded(bench_dir):
     status = {r["status"] for r in rows}
     assert status == {"ok", "error", "unavailable"}
     errs = [r for r in rows if r["status"] == "error"]
-    assert errs and all(r["method"] == "no-such-method" for r in errs)
+    assert errs and all(r["method"] == "always-fails" for r in errs)
+    assert all(r["error_type"] == "FloatingPointError" and "non-finite gradient" in r["error"] for r in errs)
     unav = [r for r in rows if r["status"] == "unavailable"]
     assert unav and all(r["edit"].startswith("inpaint") for r in unav) and "inpaint" in unav[0]["reason"]
     # methods x budgets ("none" once) x edits x purifications x images
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == (2 * 2 + 1) * 2 * 2 * 2
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "no-such-method" in html and "unavailable" in html
+    assert "data:image/png;base64," in html and "always-fails" in html and "unavailable" in html
     manifest = json.loads((out / "run.json").read_text())
-    assert manifest["config"]["methods"] == ["pca+", "random-noise", "none", "no-such-method"]
+    assert manifest["config"]["methods"] == ["pca+", "random-noise", "none", "always-fails"]
     assert manifest["standard_metrics"]["lpips"]["stand_in"] == "embed-dist"
 
 
@@ -158,15 +177,16 @@ class _FakeStandard:
 
 
 def test_standard_metrics_wired_when_available(tmp_path, monkeypatch):
-    from latentguard.evaluate import bench as B
+    from latentguard.evaluate import config as C
     from latentguard.ops import metrics as M
+    from latentguard.evaluate import runner as B
 
     require_zoo("vae-a")
     status = {k: {"available": True, "reason": "fake", "stand_in": v}
               for k, v in (("lpips", "embed-dist"), ("fid", "embed-fid"), ("clip-score", "embed-clip-score"))}
-    monkeypatch.setattr(B, "standard_metric_status", lambda: status)
+    monkeypatch.setattr(M, "standard_metric_status", lambda: status)
     monkeypatch.setattr(M, "StandardMetrics", _FakeStandard)
-    cfg = B.BenchConfig.from_dict({
+    cfg = C.BenchConfig.from_dict({
         "run": {"targets": ["zoo:vae-a"], "image_size": 32, "max_images": 2, "device": "cpu",
                 "metrics": ["psnr", "lpips", "fid", "clip-score"], "grid_images": 0},
         "protect": {"methods": ["random-noise", "none"], "budgets": ["16/255"], "surrogates": ["zoo:vae-a"]},

@@ -171,6 +171,7 @@ def _(ctx):
 # ----------------------------------------------------------------------------------------------------
 DIFFUSION = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
 ENCODER = ("pca+", "pca-", "pca-adaptive", "photoguard-enc", "pid")
+REFERENCE = ("none", "random-noise")  # the table's reference rows (protect/baselines.py), on the encoder path
 
 
 def _protect(ctx, name: str, x: torch.Tensor, **params) -> dict:
@@ -198,7 +199,7 @@ def _method_case(name: str):
         return _protect(ctx, name, ctx.photos(size, 2), steps=steps, **extra)
 
 
-for _name in ENCODER + DIFFUSION:
+for _name in ENCODER + REFERENCE + DIFFUSION:
     _method_case(_name)
 
 

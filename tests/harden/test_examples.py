@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from latentguard.evaluate.config import BenchConfig
 
 TOML = Path(__file__).resolve().parents[2] / "examples" / "srl_table.toml"
 
 
 def test_srl_table_config_parses():
-    bench = pytest.importorskip("latentguard.evaluate.bench")
-    cfg = bench.BenchConfig.from_toml(TOML)
+    cfg = BenchConfig.from_toml(TOML)
     assert set(cfg.methods) == {"pca+", "pca-", "photoguard-enc", "mist"}
     assert [lab for _, lab in cfg.budgets] == ["8/255", "16/255"]
     assert cfg.surrogates == ("zoo:vae-a", "zoo:vae-a-srl")  # transfer and adaptive

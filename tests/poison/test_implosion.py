@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentguard.poison.implosion import ImplosionConfig, finetune_unet, summarize, write_curves
+from latentguard.core.errors import ConfigError
+from latentguard.poison.config import ImplosionConfig
+from latentguard.poison.implosion import finetune_unet, summarize, write_curves
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +42,32 @@ def test_toml_errors(tmp_path):
         ImplosionConfig.from_toml(p)
     with pytest.raises(FileNotFoundError):
         ImplosionConfig.from_toml(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("text, where", [
+    ("[finetune]\nsteps = \"200\"\n", "finetune.steps"),
+    ("[poison]\nks = [1, 2.5]\n", "poison.ks.1"),
+    ("[run]\nseeds = 3\n", "run.seeds"),
+    ("[evaluation]\nembedder = \"zoo:embed\"\n", "unknown section [evaluation]"),
+    ("[poison]\nkind = \"nightshadee\"\n", "kind must be dirty-label|nightshade"),
+])
+def test_toml_types_and_values_fail_at_load_time_naming_the_key(tmp_path, text, where):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        ImplosionConfig.from_toml(p)
+    assert where in str(exc.value) and str(p) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_cli_bad_config_is_one_line_exit_2(tmp_path, capsys):
+    from latentguard.cli import main
+
+    p = tmp_path / "c.toml"
+    p.write_text("[finetune]\nstpes = 10\n")
+    assert main(["implosion", str(p), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown key 'stpes' in [finetune]" in err[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_finetune_reduces_loss_on_fixed_batch():

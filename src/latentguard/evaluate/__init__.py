@@ -1,26 +1,13 @@
-"""Evaluation harness: edits, purifications, metrics and the benchmark runner (``latentguard bench``).
+"""Evaluation harness: edits, purifications, metrics and the benchmark runner (``latentguard bench``)."""
 
-The metrics themselves live in :mod:`latentguard.ops.metrics` (shared with every capability); they are
-re-exported here, ``METRICS`` being the metric registry (``latentguard.ops.metrics.REGISTRY``).
-"""
+# Loaded on first use: these modules import torch.
+from latentguard.core.lazy import lazy_exports
 
-from latentguard.ops.metrics import (
-    PSNR,
-    SSIM,
-    EmbedCLIPScore,
-    EmbedDistance,
-    EmbedFID,
-    MetricInfo,
-    embed_clip_score,
-    embed_dist,
-    frechet_distance,
-    psnr,
-    ssim,
-    standard_metric_status,
-)
-from latentguard.ops.metrics import REGISTRY as METRICS
-
-__all__ = [
-    "METRICS", "PSNR", "SSIM", "EmbedCLIPScore", "EmbedDistance", "EmbedFID", "MetricInfo", "embed_clip_score",
-    "embed_dist", "frechet_distance", "psnr", "ssim", "standard_metric_status",
-]
+# The metrics live in latentguard.ops.metrics (shared with every capability); REGISTRY is the metric registry.
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "latentguard.ops.metrics": (
+        "PSNR", "SSIM", "EmbedCLIPScore", "EmbedDistance", "EmbedFID", "MetricInfo",
+        "embed_clip_score", "embed_dist", "frechet_distance", "psnr", "ssim", "standard_metric_status",
+        "REGISTRY",
+    ),
+})

@@ -6,10 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from latentguard.core.cli_args import add_common_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from latentguard.cli import add_common_args
-
+    """Add ``latentguard bench`` and ``latentguard report`` to the CLI."""
     p = subparsers.add_parser(
         "bench", help="run a benchmark matrix (protections x budgets x models x edits x purifications)",
         description="Run the matrix declared in CONFIG.toml (see examples/pca_table.toml) and write results.jsonl, "
@@ -34,12 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _bench(args: argparse.Namespace) -> int:
     import dataclasses
 
+    # deferred: torch, and pydantic (the config schema), and the runner's models
     import torch
 
-    from latentguard.evaluate.bench import BenchConfig, run_bench
+    from latentguard.evaluate.config import BenchConfig
+    from latentguard.evaluate.runner import run_bench
 
+    cfg = BenchConfig.from_toml(args.config)  # every config mistake fails here, before a model is loaded
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
-    cfg = BenchConfig.from_toml(args.config)
     over = {k: getattr(args, k) for k in ("device", "dtype", "seed") if getattr(args, k) is not None}
     if over:
         cfg = dataclasses.replace(cfg, **over)
@@ -52,7 +55,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from latentguard.evaluate.report import build_report
+    from latentguard.evaluate.report import build_report  # defers torch, numpy and matplotlib
 
     info = build_report(args.dir)
     print(f"{info['tables']} tables, {info['plots']} plots, {info['grids']} grids -> {Path(args.dir) / 'report.html'}")

@@ -6,15 +6,14 @@ leaves the decoder bit-identical; the result is a diffusers ``AutoencoderKL`` fo
 ``latentguard.models.load_vae`` and diffusers pipelines take unchanged. See ``docs/harden.md``.
 """
 
-from latentguard.harden.artifacts import latest_checkpoint, save_hardened
-from latentguard.harden.attack import adversarial_psnr, psnr, reconstruction_attack, reconstruction_objective
-from latentguard.harden.config import SRLConfig
-from latentguard.harden.crops import DEFAULT_SCALES, ImageCrops
-from latentguard.harden.perceptual import grad_ssim_distance, perceptual_distance, ssim
-from latentguard.harden.trainer import SRLResult, harden, is_clean_step
+# Loaded on first use: these modules import torch.
+from latentguard.core.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_SCALES", "ImageCrops", "SRLConfig", "SRLResult", "adversarial_psnr", "grad_ssim_distance", "harden",
-    "is_clean_step", "latest_checkpoint", "perceptual_distance", "psnr", "reconstruction_attack",
-    "reconstruction_objective", "save_hardened", "ssim",
-]
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "latentguard.harden.artifacts": ("latest_checkpoint", "save_hardened",),
+    "latentguard.harden.attack": ("adversarial_psnr", "psnr", "reconstruction_attack", "reconstruction_objective",),
+    "latentguard.harden.config": ("SRLConfig",),
+    "latentguard.harden.crops": ("DEFAULT_SCALES", "ImageCrops",),
+    "latentguard.harden.perceptual": ("grad_ssim_distance", "perceptual_distance", "ssim",),
+    "latentguard.harden.trainer": ("SRLResult", "harden", "is_clean_step",),
+})

@@ -10,10 +10,14 @@ import argparse
 import dataclasses
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
+from latentguard.core.cli_args import add_common_args, defer_options
+from latentguard.core.errors import UserError
 from latentguard.core.units import cli_number
-from latentguard.harden.config import SRLConfig
-from latentguard.harden.recipes import PRESETS, get_preset
+
+if TYPE_CHECKING:
+    from latentguard.harden.config import SRLConfig
 
 _HELP = {
     "eps": "l_inf budget of the inner PGD in [0,1] units (fractions allowed: 15/255)",
@@ -63,6 +67,13 @@ _UNSET = object()
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """``--preset`` and one flag per :class:`SRLConfig` field (added when the command is parsed: see
+    :func:`~latentguard.core.cli_args.defer_options`)."""
+    # deferred: torch (harden.config imports harden.crops and harden.perceptual, which import it)
+    from latentguard.harden.config import SRLConfig
+    from latentguard.harden.recipes import PRESETS
+
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="base recipe (default: default)")
     g = p.add_argument_group("SRL-VAE recipe (unset: the preset's value)")
     for f in dataclasses.fields(SRLConfig):
         if f.name == "seed":
@@ -87,6 +98,10 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> SRLConfig:
     """The preset with every explicitly given flag applied (validated)."""
+    # deferred: torch (see _add_config_flags)
+    from latentguard.harden.config import SRLConfig
+    from latentguard.harden.recipes import get_preset
+
     base = get_preset(args.preset)
     changes = {f.name: getattr(args, f"cfg_{f.name}", _UNSET) for f in dataclasses.fields(SRLConfig)
                if f.name != "seed"}
@@ -97,18 +112,16 @@ def config_from_args(args: argparse.Namespace) -> SRLConfig:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # deferred: torch (the trainer and the model loader import it, and diffusers)
     import torch
 
-    from latentguard.cli import UserError
-    from latentguard.harden.trainer import harden
+    from latentguard.harden.trainer import harden, launched_distributed
     from latentguard.models import load_vae
 
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    from latentguard.harden.trainer import launched_distributed
-
     cfg = config_from_args(args)
     if launched_distributed() and not args.accelerate:
         raise UserError("this process was started by a multi-process launcher (WORLD_SIZE > 1) but --accelerate "
@@ -123,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
                  progress=not args.no_progress, max_minutes=args.max_minutes, accelerate=args.accelerate,
                  command="latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if args.accelerate:
-        from accelerate import PartialState
+        from accelerate import PartialState  # deferred: accelerate
 
         if not PartialState().is_main_process:
             return 0  # only the main process reports
@@ -140,8 +153,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``latentguard harden`` to the CLI."""
-    from latentguard.cli import add_common_args
-
     p = subparsers.add_parser(
         "harden", help="SRL-VAE: fine-tune a VAE's encoder to resist adversarial perturbations (decoder frozen)",
         description="SRL-VAE (arXiv 2504.17219): adversarially fine-tune a pretrained VAE's encoder on random "
@@ -150,7 +161,6 @@ def register(subparsers) -> None:
                     "loss.png, summary.csv, run.json.")
     p.add_argument("--vae", required=True, help="VAE to harden: zoo:NAME, a diffusers folder or a hub id")
     p.add_argument("--data", required=True, help="folder of training images (random crops are drawn from them)")
-    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="base recipe (default: default)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its checkpoint")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (checkpointed) after this wall time")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -162,5 +172,5 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, out=True, model=True)
     p.set_defaults(seed=None)
-    _add_config_flags(p)
+    defer_options(p, _add_config_flags)
     p.set_defaults(func=_run)

@@ -9,17 +9,12 @@
 See ``docs/poison.md``.
 """
 
-from latentguard.poison.alignment import (
-    AlignmentResult,
-    alignment_difficulty,
-    naive_alignment_difficulty,
-    normalize_pairs,
-    scaled_similarity,
-    structure_row_sums,
-    structure_sampled,
-)
+# Loaded on first use: these modules import torch.
+from latentguard.core.lazy import lazy_exports
 
-__all__ = [
-    "AlignmentResult", "alignment_difficulty", "naive_alignment_difficulty", "normalize_pairs",
-    "scaled_similarity", "structure_row_sums", "structure_sampled",
-]
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "latentguard.poison.alignment": (
+        "AlignmentResult", "alignment_difficulty", "naive_alignment_difficulty", "normalize_pairs",
+        "scaled_similarity", "structure_row_sums", "structure_sampled",
+    ),
+})

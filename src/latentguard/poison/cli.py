@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
+from latentguard.core.cli_args import add_common_args, get_audit_subparsers
+from latentguard.core.errors import UserError
 from latentguard.core.units import cli_number
 
 
@@ -31,7 +31,7 @@ def _command_line() -> str:
 
 def _open_dataset(spec: str, seed: int):
     """A CaptionDataset-like object and its PairSet: a folder, or ``fashion-mnist:N[:split]``."""
-    from latentguard.cli import UserError
+    # deferred: torch and numpy (the dataset modules import them)
     from latentguard.poison.dataset import CaptionDataset, PairRecord, PairSet, fashion_pairs, read_dataset
 
     if spec.startswith("fashion-mnist:"):
@@ -59,7 +59,6 @@ def _open_dataset(spec: str, seed: int):
 # latentguard poison
 # ----------------------------------------------------------------------------------------------------
 def _parse_pairs(items: list[str]) -> list[tuple[str, str]]:
-    from latentguard.cli import UserError
 
     out = []
     for it in items:
@@ -71,9 +70,10 @@ def _parse_pairs(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _cmd_poison(args: argparse.Namespace) -> int:
+    # deferred: numpy and torch (and the modules below, which import them)
+    import numpy as np
     import torch
 
-    from latentguard.cli import UserError
     from latentguard.ops.grid import make_grid
     from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, atomic_write_text, save_image, write_manifest
@@ -169,6 +169,9 @@ def _cmd_poison(args: argparse.Namespace) -> int:
 # latentguard audit alignment
 # ----------------------------------------------------------------------------------------------------
 def _cmd_audit_alignment(args: argparse.Namespace) -> int:
+    # deferred: numpy and torch (and the modules below, which import them)
+    import numpy as np
+
     from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import write_manifest
     from latentguard.poison.alignment import alignment_difficulty
@@ -209,9 +212,12 @@ def _cmd_audit_alignment(args: argparse.Namespace) -> int:
 # latentguard implosion
 # ----------------------------------------------------------------------------------------------------
 def _cmd_implosion(args: argparse.Namespace) -> int:
-    from latentguard.poison.implosion import ImplosionConfig, run_implosion
+    from latentguard.poison.config import ImplosionConfig  # defers pydantic
 
+    # every config mistake fails here, before the experiment's data or models are loaded
     cfg = ImplosionConfig.from_toml(args.config, overrides={"seed": args.seed} if args.seed_given else None)
+    from latentguard.poison.implosion import run_implosion  # defers torch and diffusers
+
     summary = run_implosion(cfg, args.out, device=args.device, command=_command_line(), resume=not args.no_resume)
     brief = [{"k": c["k"], "n_seeds": c["n_seeds"],
               **{m: round(c[m]["mean"], 4) for m in ("ad", "acc_clean", "acc_poisoned", "asr", "sim_clean")}}
@@ -227,9 +233,7 @@ class _SeedAction(argparse.Action):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from latentguard.cli import add_common_args
-    from latentguard.core.audit_cli import get_audit_subparsers
-
+    """Add ``latentguard poison``, ``latentguard audit alignment`` and ``latentguard implosion`` to the CLI."""
     p = subparsers.add_parser(
         "poison", help="write a poisoned copy of a text-image dataset (dirty-label, concept-swap, nightshade)",
         description="Write a poisoned copy of a caption dataset, with ground-truth columns (poisoned, "

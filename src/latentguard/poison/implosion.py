@@ -30,120 +30,15 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentguard.core.config import read_toml
 from latentguard.io.datasets import FASHION_CLASSES, caption_for
-
-_SECTIONS = {
-    "data": ("n_images", "split", "template", "data_seed"),
-    "poison": ("kind", "ks", "fraction", "mode", "eps", "pgd_steps"),
-    "finetune": ("model", "vae", "steps", "batch_size", "lr", "cfg_drop", "weight_decay"),
-    "eval": ("embedder", "images_per_class", "inference_steps", "guidance_scale", "eval_template", "eval_batch"),
-    "run": ("seeds", "grid_images"),
-}
-
-
-@dataclass(frozen=True)
-class ImplosionConfig:
-    """Settings of :func:`run_implosion` (TOML sections in brackets; see examples/implosion.toml).
-
-    [data] n_images: pairs per training set; split: Fashion-MNIST split; template: caption template index
-    or "random"; data_seed: offset added to each run seed for the subset draw.
-    [poison] kind: dirty-label | nightshade; ks: numbers of poisoned concepts; fraction: poison pairs per
-    target as a fraction of its clean pairs; mode: relabel | add; eps / pgd_steps: nightshade budget
-    ([0,1] units) and PGD steps.
-    [finetune] model: t2i spec; vae: the model's VAE (latents); steps, batch_size, lr, weight_decay;
-    cfg_drop: probability of the empty caption.
-    [eval] embedder; images_per_class; inference_steps (DDIM); guidance_scale; eval_template: caption
-    template of the clean prompts; eval_batch: images per pipeline call.
-    [run] seeds; grid_images: images per class in the sample grids (<= images_per_class).
-    """
-
-    n_images: int = 2000
-    split: str = "train"
-    template: int | str = "random"
-    data_seed: int = 0
-    kind: str = "dirty-label"
-    ks: tuple[int, ...] = (0, 1, 2, 4)
-    fraction: float = 1.0
-    mode: str = "relabel"
-    eps: float = 8 / 255
-    pgd_steps: int = 30
-    model: str = "zoo:t2i"
-    vae: str = "zoo:vae-a"
-    steps: int = 200
-    batch_size: int = 32
-    lr: float = 1e-4
-    cfg_drop: float = 0.1
-    weight_decay: float = 1e-2
-    embedder: str = "zoo:embed"
-    images_per_class: int = 8
-    inference_steps: int = 20
-    guidance_scale: float = 3.0
-    eval_template: int = 0
-    eval_batch: int = 80
-    seeds: tuple[int, ...] = (0, 1)
-    grid_images: int = 8
-
-    def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> None:
-            raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
-
-        if self.n_images < 20:
-            bad("n_images", "must be >= 20")
-        if self.kind not in ("dirty-label", "nightshade"):
-            bad("kind", "must be dirty-label|nightshade")
-        if not self.ks or any((not isinstance(k, int)) or k < 0 or k > 10 for k in self.ks):
-            bad("ks", "must be a non-empty list of integers in [0, 10]")
-        if len(set(self.ks)) != len(self.ks):
-            bad("ks", "must be distinct")
-        if not 0 < self.fraction <= 1:
-            bad("fraction", "must be in (0, 1]")
-        if self.mode not in ("relabel", "add"):
-            bad("mode", "must be relabel|add")
-        if not 0 < self.eps <= 1:
-            bad("eps", "must be in (0, 1] ([0,1] pixel units)")
-        for name in ("pgd_steps", "batch_size", "images_per_class", "inference_steps", "eval_batch"):
-            if getattr(self, name) < 1:
-                bad(name, "must be >= 1")
-        if self.steps < 0:
-            bad("steps", "must be >= 0")
-        if self.lr <= 0:
-            bad("lr", "must be > 0")
-        if not 0 <= self.cfg_drop < 1:
-            bad("cfg_drop", "must be in [0, 1)")
-        if self.guidance_scale < 1:
-            bad("guidance_scale", "must be >= 1")
-        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
-            bad("seeds", "must be a non-empty list of non-negative integers")
-        if not 0 <= self.grid_images <= self.images_per_class:
-            bad("grid_images", "must be in [0, images_per_class]")
-        if self.split not in ("train", "test"):
-            bad("split", "must be train|test")
-
-    @classmethod
-    def from_toml(cls, path: str | Path, overrides: dict | None = None) -> "ImplosionConfig":
-        """Read a TOML file with the sections above (unknown sections or keys are errors)."""
-        path = Path(path)
-        doc = read_toml(path)
-        flat: dict = {}
-        for sec, body in doc.items():
-            if sec not in _SECTIONS or not isinstance(body, dict):
-                raise ValueError(f"{path}: unknown section [{sec}]; sections: {', '.join(_SECTIONS)}")
-            for k, v in body.items():
-                if k not in _SECTIONS[sec]:
-                    raise ValueError(f"{path}: unknown key {k!r} in [{sec}]; keys: {', '.join(_SECTIONS[sec])}")
-                flat[k] = tuple(v) if isinstance(v, list) else v
-        flat.update(overrides or {})
-        if "seed" in flat:  # CLI --seed: a single seed
-            flat["seeds"] = (int(flat.pop("seed")),)
-        return cls(**flat)
+from latentguard.poison.config import ImplosionConfig
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -7,32 +7,17 @@
   dimension masking, two selection protocols and the distortion split.
 """
 
-from latentguard.ops.roc import (
-    MembershipMetrics,
-    auroc,
-    balanced_accuracy_at,
-    best_balanced_accuracy,
-    membership_metrics,
-    roc_curve,
-    tpr_at_fpr,
-)
-from latentguard.privacy.pullback import (
-    PullbackConfig,
-    PullbackResult,
-    analyze_pullback,
-    decoder_jacobian,
-    hutchinson_diag,
-    keep_mask,
-    log_volume,
-    per_dim_contribution,
-    random_keep_mask,
-    rank_dims,
-    topk_singular_values,
-)
+# Loaded on first use: these modules import torch.
+from latentguard.core.lazy import lazy_exports
 
-__all__ = [
-    "MembershipMetrics", "auroc", "balanced_accuracy_at", "best_balanced_accuracy", "membership_metrics", "roc_curve",
-    "tpr_at_fpr",
-    "PullbackConfig", "PullbackResult", "analyze_pullback", "decoder_jacobian", "hutchinson_diag", "keep_mask",
-    "log_volume", "per_dim_contribution", "random_keep_mask", "rank_dims", "topk_singular_values",
-]
+__all__, __getattr__, __dir__ = lazy_exports(__name__, {
+    "latentguard.ops.roc": (
+        "MembershipMetrics", "auroc", "balanced_accuracy_at", "best_balanced_accuracy", "membership_metrics",
+        "roc_curve", "tpr_at_fpr",
+    ),
+    "latentguard.privacy.pullback": (
+        "PullbackConfig", "PullbackResult", "analyze_pullback", "decoder_jacobian", "hutchinson_diag",
+        "keep_mask", "log_volume", "per_dim_contribution", "random_keep_mask", "rank_dims",
+        "topk_singular_values",
+    ),
+})

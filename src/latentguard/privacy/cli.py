@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from latentguard.core.audit_cli import get_audit_subparsers
+from latentguard.core.cli_args import add_common_args, get_audit_subparsers
+from latentguard.core.errors import UserError
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -20,16 +21,16 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 
 
 def _pullback_config(args):
-    from latentguard.privacy.pullback import PullbackConfig
+    from latentguard.privacy.pullback import PullbackConfig  # defers torch
 
     return PullbackConfig(top_k=args.top_k, oversample=args.oversample, power_iters=args.power_iters,
                           probes=args.probes, drop=args.drop, probe_batch=args.probe_batch)
 
 
 def _membership(args) -> int:
+    # deferred: torch (and the runtime, io, models and privacy modules, which import it, and diffusers)
     import torch
 
-    from latentguard.cli import UserError
     from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, write_manifest
     from latentguard.models import load_pipeline
@@ -81,6 +82,7 @@ def _membership(args) -> int:
 
 
 def _pullback(args) -> int:
+    # deferred: torch (and the runtime, io, models and privacy modules, which import it)
     import torch
 
     from latentguard.ops.runtime import resolve_device, seed_everything
@@ -115,8 +117,7 @@ def _add_pullback_args(p: argparse.ArgumentParser, *, top_k: int, oversample: in
 
 
 def register(subparsers) -> None:
-    from latentguard.cli import add_common_args
-
+    """Add ``latentguard audit membership`` and ``latentguard audit pullback`` to the CLI."""
     audit_sub = get_audit_subparsers(subparsers)
 
     p = audit_sub.add_parser(

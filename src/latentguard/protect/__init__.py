@@ -8,36 +8,27 @@ Every method is a registered, validated, frozen dataclass on one projected-gradi
     protected = pca(images)                      # [N,3,H,W] in [0,1]
     out = pca.protect(images)                    # .images, .delta, .records (loss/KL before/after, ...)
 
-Methods: ``pca+``, ``pca-``, ``pca-adaptive`` (Posterior Collapse Attack) and the baselines
+Methods: ``none`` and ``random-noise`` (the reference rows), ``pca+``, ``pca-``, ``pca-adaptive`` (Posterior Collapse Attack) and the baselines
 ``photoguard-enc``, ``photoguard-diff``, ``advdm``, ``mist``, ``sds+``, ``sds-``, ``pid``.
 See docs/protect.md.
 """
 
-from latentguard.protect.engine import (
-    ProtectOutput,
-    ProtectRecord,
-    Protection,
-    available,
-    frozen,
-    get,
-    get_class,
-    kl_standard_normal,
-    register,
-    run_protection,
-    tile_grid,
-)
-from latentguard.protect.pca import PCAAdaptive, PCAMinus, PCAPlus, PosteriorCollapse, pca_loss
-from latentguard.protect.photoguard import PhotoGuardDiffusion, PhotoGuardEncoder
-from latentguard.protect.pid import PID, pid_loss
-from latentguard.protect.diffusion import DiffusionProtection
-from latentguard.protect.advdm import AdvDM
-from latentguard.protect.mist import Mist
-from latentguard.protect.sds import SDSMinus, SDSPlus, ScoreDistillation
-from latentguard.ops.transforms import parse_transforms
+from latentguard.core.lazy import lazy_exports
 
-__all__ = [
-    "Protection", "ProtectOutput", "ProtectRecord", "available", "get", "get_class", "register", "run_protection",
-    "frozen", "tile_grid", "kl_standard_normal", "pca_loss", "PosteriorCollapse", "PCAPlus", "PCAMinus",
-    "PCAAdaptive", "parse_transforms", "PhotoGuardEncoder", "PhotoGuardDiffusion", "PID", "pid_loss",
-    "DiffusionProtection", "AdvDM", "Mist", "SDSPlus", "SDSMinus", "ScoreDistillation",
-]
+# Torch-free: names and lookup. Everything else loads on first use (it imports torch).
+from latentguard.protect.registry import available, get, get_class, register
+
+_LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
+    "latentguard.protect.engine": ("ProtectOutput", "ProtectRecord", "Protection", "frozen", "kl_standard_normal",
+                                   "run_protection", "tile_grid"),
+    "latentguard.protect.baselines": ("NoProtection", "RandomSignNoise"),
+    "latentguard.protect.pca": ("PCAAdaptive", "PCAMinus", "PCAPlus", "PosteriorCollapse", "pca_loss"),
+    "latentguard.protect.photoguard": ("PhotoGuardDiffusion", "PhotoGuardEncoder"),
+    "latentguard.protect.pid": ("PID", "pid_loss"),
+    "latentguard.protect.diffusion": ("DiffusionProtection",),
+    "latentguard.protect.advdm": ("AdvDM",),
+    "latentguard.protect.mist": ("Mist",),
+    "latentguard.protect.sds": ("SDSMinus", "SDSPlus", "ScoreDistillation"),
+    "latentguard.ops.transforms": ("parse_transforms",),
+})
+__all__ = ["available", "get", "get_class", "register", *_LAZY]

@@ -43,7 +43,6 @@ class AdvDM(DiffusionProtection):
     """
 
     name: ClassVar[str] = "advdm"
-    stochastic: ClassVar[bool] = True
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 16 / 255, "alpha": 1 / 255, "steps": 100, "random_start": False}
     maximize: bool = True
     mc_samples: int = 1

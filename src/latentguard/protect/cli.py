@@ -11,9 +11,13 @@ import argparse
 import csv
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
+from latentguard.core.cli_args import add_common_args
+from latentguard.core.errors import UserError
 from latentguard.core.units import cli_number
+from latentguard.protect.registry import NORMS, PRESETS, STEP_DECAYS, available, get
 
 DIFFUSION_METHODS = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
 
@@ -23,8 +27,6 @@ _number = cli_number("16/255, 0.0627 or 16 with --eps-unit 255")
 
 def _stems(paths: list[Path]) -> dict[Path, str]:
     """Output stem per input: its stem, or ``<folder>_<stem>`` when several inputs share the stem."""
-    from collections import Counter
-
     counts = Counter(p.stem for p in paths)
     out: dict[Path, str] = {}
     used: set[str] = set()
@@ -40,16 +42,14 @@ def _stems(paths: list[Path]) -> dict[Path, str]:
 
 
 def _load_mask(path: str):
-    from latentguard.io import load_image
+    from latentguard.io import load_image  # defers torch
 
     m = load_image(path).mean(dim=1, keepdim=True)  # [1,1,H,W] in [0,1]
     return m
 
 
 def _build_method(args):
-    from latentguard.cli import UserError
-    from latentguard.models import load_pipeline, load_vae
-    from latentguard.protect import get
+    from latentguard.models import load_pipeline, load_vae  # defers torch and diffusers
 
     unit = float(args.eps_unit)
     if not unit > 0:
@@ -85,7 +85,7 @@ def _build_method(args):
 
 
 def _write_summary(out: Path, rows: list[dict]) -> None:
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is slow to import
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -120,10 +120,10 @@ def _write_summary(out: Path, rows: list[dict]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # deferred: torch (and the io/runtime modules, which import it)
     import torch
     from tqdm.auto import tqdm
 
-    from latentguard.cli import UserError
     from latentguard.ops.runtime import torch_generator
     from latentguard.io import JsonlWriter, collect_inputs, iter_images, save_image, write_manifest
 
@@ -191,10 +191,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``latentguard protect`` to the CLI."""
-    from latentguard.cli import add_common_args
-    from latentguard.protect import available
-    from latentguard.protect.engine import NORMS, PRESETS, STEP_DECAYS
-
     p = subparsers.add_parser(
         "protect", help="add an adversarial perturbation that makes images un-editable by latent diffusion models",
         description="Protect images against LDM editing (PCA: arXiv 2408.10901, and baselines). Budgets are in [0,1] "

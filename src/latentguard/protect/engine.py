@@ -50,6 +50,8 @@ from latentguard.ops.pgd import NORMS, STEP_DECAYS
 from latentguard.ops.runtime import randint, randn
 from latentguard.ops.state import frozen
 from latentguard.ops.transforms import parse_transforms
+# The registry (names, lookup) is torch-free; the names are re-exported here for the method modules.
+from latentguard.protect.registry import PRESETS, available, get, get_class, register  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,7 +202,6 @@ class Protection:
     """
 
     name: ClassVar[str] = "protection"
-    stochastic: ClassVar[bool] = False
     SOURCE: ClassVar[dict[str, Any]] = {}
 
     vae: Any = field(default=None, repr=False, compare=False)
@@ -456,51 +457,3 @@ def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | 
     out_dtype = images.dtype if images.is_floating_point() else torch.float32
     return ProtectOutput(images=x_adv.to(device=images.device, dtype=out_dtype), records=records,
                          delta=diff.to(device=images.device, dtype=out_dtype))
-
-
-# --------------------------------------------------------------------------------------------------
-# registry
-# --------------------------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Protection]] = {}
-PRESETS = ("default", "source")
-
-
-def register(cls: type[Protection]) -> type[Protection]:
-    """Class decorator: make a protection available under ``cls.name``."""
-    if not (isinstance(cls, type) and issubclass(cls, Protection)):
-        raise TypeError("register() takes a Protection subclass")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"protection {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available() -> list[str]:
-    """Registered protection names (sorted)."""
-    return sorted(_REGISTRY)
-
-
-def get_class(name: str) -> type[Protection]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown protection method {name!r}; available: {', '.join(available())}") from None
-
-
-def get(name: str, *, preset: str = "default", **params: Any) -> Protection:
-    """Build a registered protection: ``get("pca+", vae="zoo:vae-a", eps=16/255, steps=40)``.
-
-    ``preset="source"`` starts from the method's published defaults (converted to [0,1] units, see each
-    class's ``SOURCE``) instead of the common comparison budget (eps 16/255, alpha 2/255, 40 steps);
-    explicit ``params`` override either.
-    """
-    cls = get_class(name)
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(fields))}")
-    base = dict(cls.SOURCE) if preset == "source" else {}
-    base.update(params)
-    return cls(**base)

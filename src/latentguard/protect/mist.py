@@ -53,7 +53,6 @@ class Mist(DiffusionProtection):
     """
 
     name: ClassVar[str] = "mist"
-    stochastic: ClassVar[bool] = True
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 16 / 255, "alpha": 1 / 255, "steps": 100, "random_start": False}
     maximize: bool = False
     rate: float = 1e4 / 16384

@@ -92,7 +92,6 @@ class PhotoGuardDiffusion(DiffusionProtection):
     """
 
     name: ClassVar[str] = "photoguard-diff"
-    stochastic: ClassVar[bool] = True
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 0.1 / 2, "alpha": 0.006 / 2, "steps": 200, "eot_samples": 10,
                                         "num_inference_steps": 8, "strength": 0.5, "guidance_scale": 7.5}
     maximize: bool = False

@@ -44,7 +44,6 @@ class ScoreDistillation(DiffusionProtection):
     """
 
     name: ClassVar[str] = "sds"
-    stochastic: ClassVar[bool] = True
     mc_samples: int = 1
 
     def __post_init__(self) -> None:

@@ -1,0 +1,96 @@
+"""The registry of protections, by name, and the engine's parameter choices: torch-free.
+
+Names are known before their modules are imported: :data:`BUILTIN` maps every bundled method to the
+module that defines (and registers) it, so ``latentguard protect --help`` and config validation list the
+methods without importing torch; :func:`get_class` imports the module on first use. Classes registered at
+run time with :func:`register` (plugins, tests) join the same registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from latentguard.protect.engine import Protection
+
+# Choices of the engine's parameters (validated by :class:`~latentguard.protect.engine.Protection`).
+NORMS = ("linf", "l2")
+STEP_DECAYS = ("none", "linear", "cosine")
+PRESETS = ("default", "source")
+
+# Every bundled method -> the module that registers it (a test checks this table against the classes).
+BUILTIN: dict[str, str] = {
+    "none": "latentguard.protect.baselines",
+    "random-noise": "latentguard.protect.baselines",
+    "pca+": "latentguard.protect.pca",
+    "pca-": "latentguard.protect.pca",
+    "pca-adaptive": "latentguard.protect.pca",
+    "photoguard-enc": "latentguard.protect.photoguard",
+    "photoguard-diff": "latentguard.protect.photoguard",
+    "pid": "latentguard.protect.pid",
+    "advdm": "latentguard.protect.advdm",
+    "mist": "latentguard.protect.mist",
+    "sds+": "latentguard.protect.sds",
+    "sds-": "latentguard.protect.sds",
+}
+
+_REGISTRY: dict[str, type[Protection]] = {}
+
+
+def register(cls: type[Protection]) -> type[Protection]:
+    """Class decorator: make a protection available under ``cls.name``."""
+    # The base class lives with the engine (torch); a class being registered has imported it already.
+    from latentguard.protect.engine import Protection
+
+    if not (isinstance(cls, type) and issubclass(cls, Protection)):
+        raise TypeError("register() takes a Protection subclass")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"protection {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    """Every protection name (sorted): the bundled ones and those registered at run time."""
+    return sorted(set(BUILTIN) | set(_REGISTRY))
+
+
+def check_name(name: str) -> str:
+    """``name`` if it names a protection; ``ValueError`` listing the available ones otherwise (no import)."""
+    if name not in BUILTIN and name not in _REGISTRY:
+        raise ValueError(f"unknown protection method {name!r}; available: {', '.join(available())}")
+    return name
+
+
+def get_class(name: str) -> type[Protection]:
+    """The class registered as ``name`` (its module is imported on first use)."""
+    check_name(name)
+    if name not in _REGISTRY:
+        importlib.import_module(BUILTIN[name])  # defers torch: the method modules import it
+    return _REGISTRY[name]
+
+
+def parameter_names(name: str) -> set[str]:
+    """The keyword parameters :func:`get` accepts for ``name`` (imports its module)."""
+    return {f.name for f in dataclasses.fields(get_class(name)) if f.init}
+
+
+def get(name: str, *, preset: str = "default", **params: Any) -> Protection:
+    """Build a registered protection: ``get("pca+", vae="zoo:vae-a", eps=16/255, steps=40)``.
+
+    ``preset="source"`` starts from the method's published defaults (converted to [0,1] units, see each
+    class's ``SOURCE``) instead of the common comparison budget (eps 16/255, alpha 2/255, 40 steps);
+    explicit ``params`` override either.
+    """
+    cls = get_class(name)
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    fields = parameter_names(name)
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(fields))}")
+    base = dict(cls.SOURCE) if preset == "source" else {}
+    base.update(params)
+    return cls(**base)
