@@ -2,7 +2,7 @@
 
 Protects the bundled sample photos with PCA+ (and, for comparison, random sign noise of the same budget)
 against ``zoo:vae-a``, edits clean and protected images with the VAE (sampled-latent reconstruction) and
-with ``zoo:t2i`` img2img, and writes the evaluation report (``results.jsonl``, ``summary.csv``,
+with img2img by the bundled photo editor ``zoo:ldm-photo``, and writes the evaluation report (``results.jsonl``, ``summary.csv``,
 ``table.md``, plots, grids, ``report.html``, ``run.json``). It is ``latentguard bench`` on a fixed,
 small config (printed with ``--print-config``); ``--full`` uses all 8 photos and all PCA variants.
 """
@@ -19,7 +19,7 @@ def demo_config(full: bool = False, device: str = "auto", seed: int = 0) -> dict
     return {
         "run": {
             "name": "latentguard demo",
-            "targets": ["zoo:t2i"],  # recon uses its VAE (zoo:vae-a), img2img its pipeline
+            "targets": ["zoo:ldm-photo"],  # recon uses its VAE (zoo:vae-a), img2img its pipeline
             "images": "samples",
             "image_size": 64,
             "max_images": None if full else 4,
@@ -37,8 +37,8 @@ def demo_config(full: bool = False, device: str = "auto", seed: int = 0) -> dict
         },
         "edits": [
             {"kind": "recon", "sample": True},
-            {"kind": "img2img", "strength": 0.5, "steps": 10, "guidance": 3.0,
-             "prompts": ["", "make it like a watercolor painting"]},
+            # the photo editor is unconditional: prompt "", no guidance
+            {"kind": "img2img", "strength": 0.5, "steps": 10, "guidance": 1.0, "prompts": [""]},
         ],
         "purifications": [{"kind": "none"}],
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentguard.core.grid import make_grid
+from latentguard.ops.grid import make_grid
 from latentguard.ops.metrics import REGISTRY as METRICS
 from latentguard.evaluate.tables import FAMILY_KEYS, FAMILY_ORDER, method_label, method_order, ordered, summarize
 from latentguard.io import load_image, save_image

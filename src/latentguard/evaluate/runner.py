@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from latentguard.core.runtime import resolve_device, seed_everything
+from latentguard.ops.runtime import resolve_device, seed_everything
 from latentguard.samples import sample_paths
 from latentguard.ops import metrics as _metrics  # looked up at call time (tests swap the standard metrics)
 from latentguard.evaluate.config import BenchConfig

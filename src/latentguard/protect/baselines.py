@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import torch
 
-from latentguard.core.runtime import randint, torch_generator
+from latentguard.ops.runtime import randint, torch_generator
 from latentguard.models.padding import pad_to_multiple
 from latentguard.protect.engine import (
     ProtectOutput,
