@@ -81,6 +81,28 @@ def card(name: str, quality: dict) -> str | None:
             lines += ["## Data", DATA["fashion"] + ". Trained long on the declared **member split**: 500 training images "
                       "(50 per class, `latentguard.io.datasets.member_split()`, seed 1234; ids in `splits.json`). The "
                       "**non-member split** is 500 other training images of the same classes, never seen by this model.", ""]
+    elif entry.kind == "ldm":
+        lines += ["## Architecture", f"diffusers `UNet2DConditionModel` `{json.dumps(rec.get('unet', {}))}`: convolutional "
+                  "blocks only (no attention, so it runs at any size), on the scaled posterior means of `zoo:vae-a` (f=4, "
+                  "4 channels), epsilon prediction, SD's scaled-linear schedule (1000 steps, betas 0.00085-0.012), DDIM at "
+                  "inference. **Unconditional**: trained only with the empty prompt's token states of the frozen MiniLM "
+                  "text tower (call the pipelines with `prompt=\"\"`, `guidance_scale=1`); the cross-attention dimension "
+                  "(384) is declared so that diffusers' Stable Diffusion pipelines can pass text states, which no block reads. "
+                  "Runs in `StableDiffusionImg2ImgPipeline`, `StableDiffusionInpaintPipeline` (4-channel mode: the known "
+                  "region's noised latents are re-imposed every step) and `StableDiffusionPipeline` "
+                  f"(`load_pipeline('zoo:{name}', kind='img2img' | 'inpaint' | 'text2img')`).", ""]
+        lines += ["## Data", DATA["photos"] + f". Held-out evaluation: {DATA['holdout']}.", ""]
+        if rec:
+            lines += ["## Recipe", f"`latentguard.zoo.train.ldm_photo.RECIPE`: seed {rec['seed']}; a latent bank of "
+                      f"{rec['bank_small']} 64 px and {rec['bank_big']} 128 px crops encoded once; batches of {rec['batch_size']} "
+                      f"16x16 latents, every {rec['big_every']}rd step {rec['big_batch']} 32x32 latents; AdamW lr {rec['lr']} "
+                      f"(warm-up {rec['warmup']} + cosine over {rec['steps']} steps), EMA {rec['ema_decay']} (diffusers "
+                      f"`EMAModel`, warm-up); **{rec['steps_done']} steps done** ({rec['train_minutes']} min of training after "
+                      f"{rec['bank_seconds']:.0f} s for the bank), stored in float16.", "",
+                      "Rebuild:", "```bash",
+                      f"latentguard zoo train {name} --out my-zoo/{name}   # stops at {rec['steps_done']}; add --device cuda on a GPU",
+                      "```", ""]
+        rec = {}
     else:
         lines += ["## Architecture", "`latentguard.models.embedders.ZooEmbedder`: 4-stage conv image tower (32x32 input) and "
                   "frozen all-MiniLM-L6-v2 sentence vectors + 2-layer projection, 256-d shared space, learned temperature; "

@@ -9,13 +9,13 @@ quiet_pip() { "$@" 2> >(grep -v "WARNING: Location" >&2); }
 
 # Real training/evaluation data from Debian (Fashion-MNIST, the nature photos): needed by the privacy
 # audit of zoo:t2i-members, the poisoning experiments and to rebuild the zoo. Not needed to load the zoo.
-if command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/share/datasets/fashion-mnist -o ! -d /usr/share/backgrounds/mate/nature -o ! -f /usr/share/backgrounds/umang_by_Abhishek_Mudgal.jpg ]; then
+if command -v apt-get >/dev/null 2>&1 && [ ! -d /usr/share/datasets/fashion-mnist -o ! -d /usr/share/backgrounds/mate/nature -o ! -f /usr/share/backgrounds/umang_by_Abhishek_Mudgal.jpg -o ! -f /usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg ]; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        dataset-fashion-mnist mate-backgrounds lomiri-wallpapers-16.04 >/dev/null) \
-      || echo "setup: warning: could not install dataset-fashion-mnist/mate-backgrounds/lomiri-wallpapers-16.04; audits needing them will say so" >&2
+        dataset-fashion-mnist mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 >/dev/null) \
+      || echo "setup: warning: could not install dataset-fashion-mnist/mate-backgrounds/lomiri-wallpapers-16.04/-20.04; audits needing them will say so" >&2
   else
-    echo "setup: note: run 'sudo apt-get install dataset-fashion-mnist mate-backgrounds lomiri-wallpapers-16.04' for the data-dependent audits" >&2
+    echo "setup: note: run 'sudo apt-get install dataset-fashion-mnist mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04' for the data-dependent audits" >&2
   fi
 fi
 
