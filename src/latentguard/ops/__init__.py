@@ -4,7 +4,8 @@
 * :mod:`~latentguard.ops.roc`: ROC curve, AUROC, TPR at a fixed FPR, balanced accuracy (scikit-learn).
 * :mod:`~latentguard.ops.transforms`: JPEG (PIL and differentiable), resize, blur, noise, centre crop;
   fixed-strength functions and the random differentiable transforms of EOT.
-* :mod:`~latentguard.ops.pgd`: projected-gradient primitives (start, step, decay, projection).
+* :mod:`~latentguard.ops.filters`: the one Gaussian window (SSIM, blur purifier, EOT blur).
+* :mod:`~latentguard.ops.pgd`: projected-gradient primitives (start, step, decay, projection) and the plain loop.
 * :mod:`~latentguard.ops.schedules`: learning-rate schedules and the EMA of the zoo recipes.
 * :mod:`~latentguard.ops.runtime`, :mod:`~latentguard.ops.state`, :mod:`~latentguard.ops.grid`: devices,
   dtypes, seeded draws, frozen-module context, image grids.
