@@ -25,8 +25,12 @@ class _AlwaysFails(Protection):
         raise FloatingPointError("always-fails: non-finite gradient at step 0 (test)")
 
 
-if _AlwaysFails.name not in registry.available():
+@pytest.fixture(scope="module", autouse=True)
+def _always_fails_registered():
+    """Registered for this module only: other tests check the registry's exact contents."""
     registry.register(_AlwaysFails)
+    yield
+    registry.unregister(_AlwaysFails.name)
 
 TINY = """
 [run]

@@ -286,7 +286,7 @@ def _roc_data() -> tuple[np.ndarray, np.ndarray]:
 
 @case("kernel/roc")
 def _(ctx):
-    from latentguard.privacy import roc
+    from latentguard.ops import roc
 
     s, y = _roc_data()
     fpr, tpr, _ = roc.roc_curve(s, y)

@@ -52,6 +52,13 @@ def register(cls: type[Protection]) -> type[Protection]:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove a protection registered at run time (e.g. by a test); the bundled ones cannot be removed."""
+    if name in BUILTIN:
+        raise ValueError(f"{name!r} is a bundled protection and cannot be unregistered")
+    _REGISTRY.pop(name, None)
+
+
 def available() -> list[str]:
     """Every protection name (sorted): the bundled ones and those registered at run time."""
     return sorted(set(BUILTIN) | set(_REGISTRY))
