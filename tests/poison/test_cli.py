@@ -89,6 +89,8 @@ def test_audit_alignment_finds_dirty_label(tmp_path, capsys):
     assert s["detection"]["n_poisoned"] == 10
     assert s["detection"]["precision_at_p_contribution"] >= 0.9
     assert 0 <= s["feature"] <= 1 and s["method"] == "exact"
+    cal = s["similarity_calibration"]  # zoo:embed's own calibration, used without being asked for
+    assert "ad_calibration.json" in cal["source"] and (cal["offset"], cal["scale"]) != (0.2, 4.0)
     for f in ("pairs.jsonl", "pairs.csv", "concepts.csv", "ranking.csv", "scores.png", "concepts.png", "run.json"):
         assert (a / f).exists(), f
     concepts = list(csv.DictReader(open(a / "concepts.csv")))

@@ -113,26 +113,38 @@ def test_nightshade_pairs(tiny_vae_factory):
 
 
 def test_ad_grows_with_k_on_fashion_with_zoo_embed():
-    """The paper's claim on the bundled data: AD of dirty-label-poisoned Fashion-MNIST sets grows with k."""
+    """The paper's claim on the bundled data: AD of dirty-label-poisoned Fashion-MNIST sets grows with k, with
+    zoo:embed's own similarity calibration (not the paper's CLIP constants, which saturate here), and both
+    terms move: D_fea (mismatched pairs) and D_stru (the distorted text graph)."""
     from latentguard.poison.alignment import alignment_difficulty
     from latentguard.poison.dataset import fashion_pairs
-    from latentguard.poison.embed import embed_pairs, load_pair_embedder
+    from latentguard.poison.embed import embed_pairs, load_pair_embedder, similarity_calibration
     from latentguard.testing import require_data, require_zoo
     from latentguard.io.datasets import FASHION_CLASSES, fashion_mnist
 
     require_zoo("embed")
     require_data(fashion_mnist, "test")
     emb = load_pair_embedder("zoo:embed")
+    cal = similarity_calibration("zoo:embed")
+    assert "ad_calibration.json" in cal.source
     x, caps, con, _, _ = fashion_pairs(300, split="test", seed=0)
     clean = PairSet.from_lists(x, caps, con)
-    ads, strus = [], []
+    ads, feas, strus = [], [], []
     for k in (0, 1, 2, 4):
         ps = clean
         for l, (a, b) in enumerate(poison_plan(list(FASHION_CLASSES), k)):
             ps = dirty_label(ps, a, b, fraction=0.5, seed=l)
-        r = alignment_difficulty(*embed_pairs(emb, ps.images, list(ps.captions)))
+        r = alignment_difficulty(*embed_pairs(emb, ps.images, list(ps.captions)), sim_offset=cal.offset,
+                                 sim_scale=cal.scale)
         ads.append(r.ad)
+        feas.append(r.feature)
         strus.append(r.structure)
-    # measured: AD 0.056, 0.099, 0.145, 0.224; D_stru 0.245, 0.262, 0.293, 0.307
+        raw = (r.cosine - cal.offset) * cal.scale
+        # measured: clipped at 0 for 0.000-0.020 of the pairs, at 1 for 0.053 (paper constants: up to 0.187 and 0.98)
+        assert (raw <= 0).mean() < 0.1 and (raw >= 1).mean() < 0.1, (k, (raw <= 0).mean(), (raw >= 1).mean())
+    # measured (calibrated): AD 0.082, 0.117, 0.162, 0.214; D_fea 0.041, 0.081, 0.129, 0.191;
+    # D_stru 0.245, 0.262, 0.293, 0.307 (steps 0.017, 0.031, 0.014)
     assert all(b - a > 0.02 for a, b in zip(ads, ads[1:])), ads
-    assert all(b > a for a, b in zip(strus, strus[1:])), strus
+    assert all(b - a > 0.02 for a, b in zip(feas, feas[1:])), feas
+    assert all(b - a > 0.008 for a, b in zip(strus, strus[1:])), strus
+    assert strus[-1] - strus[0] > 0.04, strus

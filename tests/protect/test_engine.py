@@ -20,6 +20,29 @@ def test_registry_lists_every_method():
         get("nope", vae=None)
 
 
+# PCA's two objectives (official README): 1 = the edit stays close to the input, 2 = it moves away from the clean edit
+EXPECTED_OBJECTIVE = {"pca+": 1, "pca-": 2, "pca-adaptive": 2, "photoguard-enc": 2, "photoguard-diff": 2,
+                      "advdm": 2, "mist": 2, "sds+": 2, "sds-": 2, "pid": 2}
+CONTROLS = ("none", "random-noise")  # no protection and random noise: no objective
+
+
+def test_every_registered_method_declares_its_objective():
+    import inspect
+
+    from latentguard.protect import get_class
+    from latentguard.protect.engine import Protection
+
+    assert Protection.edit_objective is None
+    for name in available():
+        cls = get_class(name)
+        if name in CONTROLS:
+            assert cls.edit_objective is None, name
+            continue
+        assert cls.edit_objective in (1, 2), (name, cls.edit_objective)
+        assert cls.edit_objective == EXPECTED_OBJECTIVE[name], name
+        assert "Objective" in (inspect.getmodule(cls).__doc__ or ""), f"{name}: the module docstring cites the paper"
+
+
 @pytest.mark.parametrize("name", ENCODER_METHODS)
 def test_linf_budget_range_and_input_untouched(name, tiny_vae, images16):
     x = images16.clone()

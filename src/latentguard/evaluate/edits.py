@@ -98,8 +98,8 @@ class EditUnavailable(RuntimeError):
 class VAEReconstruction:
     """``D(E(x))`` with the posterior mean (``sample=False``) or a sampled latent ``mean + sigma * n``.
 
-    The first stage of every LDM edit; PCA+ targets the sampled reconstruction (a dispersed posterior
-    makes samples noise), PCA- the mean (a collapsed posterior).
+    The first stage of every LDM edit. On narrow posteriors (the zoo VAEs, SD's) the two agree to < 0.01 dB,
+    before and after PCA (PCA+ shrinks sigma^2; its damage is a shift of the mean, docs/protect.md).
     """
 
     vae: LatentVAE = field(repr=False, compare=False)

@@ -9,11 +9,17 @@ paper; ``zoo:embed`` offline here):
 
 .. math::
 
-    s_i &= \\operatorname{clip}((u_i \\cdot v_i - 0.2) \\cdot 4,\\ 0,\\ 1)   \\qquad
-        \\text{(the paper's LAION calibration: cosines in [0.2, 0.45] mapped to [0, 1])} \\\\
+    s_i &= \\operatorname{clip}((u_i \\cdot v_i - o) \\cdot k,\\ 0,\\ 1)   \\qquad
+        \\text{(paper, CLIP on LAION: } o = 0.2,\\ k = 4 \\text{: cosines in [0.2, 0.45] mapped to [0, 1])} \\\\
     D_{fea} &= \\frac{1}{n} \\sum_i (1 - s_i) \\\\
     D_{stru} &= \\frac{2}{n^2} \\sum_{i<j} |u_i \\cdot u_j - v_i \\cdot v_j| \\\\
     AD &= \\alpha D_{fea} + (1 - \\alpha) D_{stru}, \\quad \\alpha = 0.8.
+
+The offset ``o`` and scale ``k`` belong to the embedder: the paper's 0.2 and 4 (the defaults here) fit CLIP;
+``zoo:embed``'s cosines sit on another scale (clean pairs about 0.83), where those constants saturate ``s``.
+:func:`latentguard.poison.embed.similarity_calibration` gives each embedder its own (``zoo:embed``: offset
+-0.2156, scale 0.9394, calibrated on its clean and mismatched Fashion-MNIST pairs); the CLI and the implosion
+experiment use it automatically.
 
 The structure term is quadratic in ``n``. It is computed exactly in ``block_size x block_size`` tiles
 (memory ``O(block^2 + n d)``, never the ``n x n`` matrix). For very large ``n`` an unbiased sampled estimator with
@@ -418,8 +424,9 @@ def alignment_difficulty(
         seed: sampler seed (``None``: torch's global RNG).
         dtype: dtype of the dot products (``torch.float64`` for bit-level checks; accumulation is float64).
         device: where to compute (default: the input's device).
-        sim_offset, sim_scale: calibration of ``s_i = clip((cos - offset) * scale, 0, 1)``; the paper's
-            LAION/CLIP values are 0.2 and 4. Other embedders may need their own (document it when changed).
+        sim_offset, sim_scale: calibration of ``s_i = clip((cos - offset) * scale, 0, 1)``; the defaults are
+            the paper's LAION/CLIP values 0.2 and 4. Other embedders need their own: pass
+            :func:`latentguard.poison.embed.similarity_calibration`'s ``offset`` and ``scale``.
         progress: tqdm bar for the exact tiles.
 
     Returns:

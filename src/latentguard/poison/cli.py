@@ -177,13 +177,18 @@ def _cmd_audit_alignment(args: argparse.Namespace) -> int:
     from latentguard.poison.alignment import alignment_difficulty
     from latentguard.poison.audit import write_audit
     from latentguard.poison.dataset import PairSet
-    from latentguard.poison.embed import embed_pairs, load_pair_embedder
+    from latentguard.poison.embed import SimilarityCalibration, embed_pairs, load_pair_embedder, similarity_calibration
 
     seed_everything(args.seed)
     t0 = time.time()
     dev = resolve_device(args.device)
     ds, ps = _open_dataset(args.dataset, args.seed)
     embedder = load_pair_embedder(args.embedder, device=dev)
+    cal = similarity_calibration(args.embedder)
+    if args.sim_offset is not None or args.sim_scale is not None:
+        cal = SimilarityCalibration(cal.offset if args.sim_offset is None else args.sim_offset,
+                                    cal.scale if args.sim_scale is None else args.sim_scale,
+                                    f"command line (embedder's: {cal.source})")
     size = args.image_size or getattr(embedder, "config", {}).get("image_size")
     if ps is None:
         ps = PairSet.from_dataset(ds, size, progress=True)
@@ -191,13 +196,14 @@ def _cmd_audit_alignment(args: argparse.Namespace) -> int:
     t_embed = time.time() - t0
     res = alignment_difficulty(u, v, args.alpha, method=args.method, block_size=args.block_size,
                                num_samples=args.num_samples, confidence=args.confidence, seed=args.seed,
-                               sim_offset=args.sim_offset, sim_scale=args.sim_scale, device=dev, progress=True)
+                               sim_offset=cal.offset, sim_scale=cal.scale, device=dev, progress=True)
     out = Path(args.out)
     if args.save_embeddings:
         out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "embeddings.npz", image=u.numpy(), text=v.numpy())
     summary = write_audit(out, res, ds, top=args.top, extra_summary={
-        "embedder": args.embedder, "dataset": args.dataset, "seconds_embed": round(t_embed, 2),
+        "embedder": args.embedder, "similarity_calibration": cal.to_dict(), "dataset": args.dataset,
+        "seconds_embed": round(t_embed, 2),
         "seconds_total": round(time.time() - t0, 2)})
     cfg = {k: v for k, v in vars(args).items() if k != "func"}
     write_manifest(out, _command_line(), cfg, args.seed)
@@ -272,8 +278,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--num-samples", type=int, default=None, help="sampled: ordered pairs evaluated")
     a.add_argument("--block-size", type=int, default=2048, help="exact: tile side")
     a.add_argument("--confidence", type=float, default=0.95, help="sampled: interval level")
-    a.add_argument("--sim-offset", type=float, default=0.2, help="s_i = clip((cos - offset) * scale, 0, 1); paper 0.2")
-    a.add_argument("--sim-scale", type=float, default=4.0, help="paper 4.0 (CLIP on LAION)")
+    a.add_argument("--sim-offset", type=float, default=None,
+                   help="s_i = clip((cos - offset) * scale, 0, 1); default: the embedder's calibration "
+                        "(zoo:embed: its ad_calibration.json; clip:...: the paper's 0.2)")
+    a.add_argument("--sim-scale", type=float, default=None, help="default: the embedder's calibration (clip:...: the paper's 4)")
     a.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
     a.add_argument("--image-size", type=int, default=None, help="resize on load (default: the embedder's input size)")
     a.add_argument("--top", type=int, default=50, help="rows of ranking.csv")

@@ -6,7 +6,8 @@ For each number ``k`` of poisoned concepts and each seed:
    ``k`` of a seed) and poison ``k`` concepts with :func:`~latentguard.poison.poisons.poison_plan`
    (target ``A`` gets ``fraction`` x its clean count of poison pairs showing source ``B``; dirty-label
    relabels ``B`` images with ``A`` captions, nightshade perturbs ``A`` images toward ``B`` latents);
-2. measure the training set's Alignment Difficulty with ``zoo:embed`` (exact; AD, D_fea, D_stru);
+2. measure the training set's Alignment Difficulty with ``zoo:embed`` (exact; AD, D_fea, D_stru; the
+   similarity calibrated for the embedder by :func:`~latentguard.poison.embed.similarity_calibration`);
 3. fine-tune a fresh copy of ``zoo:t2i``'s UNet on the set (epsilon-prediction MSE, the zoo recipe's
    objective, classifier-free-guidance caption drop; text from the frozen MiniLM tower via
    :func:`latentguard.models.text.token_states`; latents = vae-a posterior mean x scaling factor);
@@ -171,7 +172,7 @@ def run_implosion(cfg: ImplosionConfig, out_dir: str | Path, *, device: str = "a
     from latentguard.models import load_pipeline, load_vae
     from latentguard.poison.alignment import alignment_difficulty
     from latentguard.poison.dataset import PairSet, fashion_pairs
-    from latentguard.poison.embed import embed_pairs, load_pair_embedder
+    from latentguard.poison.embed import embed_pairs, load_pair_embedder, similarity_calibration
     from latentguard.models.text import token_states
 
     out = Path(out_dir)
@@ -184,6 +185,7 @@ def run_implosion(cfg: ImplosionConfig, out_dir: str | Path, *, device: str = "a
     pipe = load_pipeline(cfg.model, kind="text2img", device=dev)
     vae = load_vae(cfg.vae, device=dev)
     embedder = load_pair_embedder(cfg.embedder, device=dev)
+    cal = similarity_calibration(cfg.embedder)
     original = copy.deepcopy(pipe.unet.state_dict())
     noise_sched = DDPMScheduler.from_config(pipe.scheduler.config)
     todo = [(s, None) for s in cfg.seeds] + [(s, k) for s in cfg.seeds for k in cfg.ks]
@@ -204,7 +206,7 @@ def run_implosion(cfg: ImplosionConfig, out_dir: str | Path, *, device: str = "a
             clean = PairSet.from_lists(x, caps, concepts)
             ps, plan = _poisoned_set(cfg, clean, k, seed, vae)
             u, v = embed_pairs(embedder, ps.images, list(ps.captions))
-            ad = alignment_difficulty(u, v)
+            ad = alignment_difficulty(u, v, sim_offset=cal.offset, sim_scale=cal.scale)
             targets = dict(plan)
             row.update({"plan": plan, "n_pairs": len(ps), "n_poisoned": int(ps.poisoned.sum()),
                         "ad": ad.ad, "feature": ad.feature, "structure": ad.structure})
@@ -233,6 +235,7 @@ def run_implosion(cfg: ImplosionConfig, out_dir: str | Path, *, device: str = "a
     pipe.unet.load_state_dict(original)
     rows = [r for r in writer.rows() if r.get("status") == "ok"]
     summary = summarize(rows, cfg)
+    summary["similarity_calibration"] = cal.to_dict()
     summary["seconds_total_this_call"] = round(time.time() - t_start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     write_curves(out, summary)

@@ -19,6 +19,11 @@ Source defaults (the AdvDM/"semantic" mode of the Mist code base, and Diff-Prote
 config): eps = 16 on the 0-255 scale (their [-1,1] tensors use ``16/255*2``; here 16/255), step 1/255,
 100 iterations, no random start. Our default is the common comparison budget (eps 16/255, alpha 2/255,
 40 steps); ``get("advdm", preset="source")`` gives the source values.
+
+**Objective** (``edit_objective = 2``): the paper's experiments measure how far the outputs of the mimicry
+pipelines (textual inversion; SDEdit-style style transfer) on protected images fall from what they produce on
+clean ones (FID of the generated images against the clean set; higher = better protection), i.e.
+``max d(f(x+delta), f(x))``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class AdvDM(DiffusionProtection):
     """
 
     name: ClassVar[str] = "advdm"
+    edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x)): see the module docstring
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 16 / 255, "alpha": 1 / 255, "steps": 100, "random_start": False}
     maximize: bool = True
     mc_samples: int = 1

@@ -203,6 +203,12 @@ class Protection:
 
     name: ClassVar[str] = "protection"
     SOURCE: ClassVar[dict[str, Any]] = {}
+    #: The protection objective the method targets, as its paper evaluates it (PCA's official README names
+    #: both): ``1`` = min d(f(x+delta), x), the edit of the protected image stays close to the *input* (the
+    #: editor is neutralised); ``2`` = max d(f(x+delta), f(x)), the edit is pushed away from the *clean edit*;
+    #: ``None`` for controls (no protection, random noise). Each method declares it, citing its paper.
+    #: (Not ``objective``: that is the loss method.)
+    edit_objective: ClassVar[int | None] = None
 
     vae: Any = field(default=None, repr=False, compare=False)
     eps: float = 16 / 255

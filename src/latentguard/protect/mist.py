@@ -24,6 +24,11 @@ can be given (resized to the input, per tile when tiled).
 Source defaults (``mist_v3.py``): epsilon 16, alpha 1, on the 0-255 scale (their code multiplies by
 2/255 for [-1,1] tensors; **16/255 and 1/255 here**), 100 steps, 512 px, fused mode, no random start.
 Our defaults: the common comparison budget (16/255, 2/255, 40 steps); ``preset="source"`` for theirs.
+
+**Objective** (``edit_objective = 2``): Mist's evaluation, like AdvDM's, scores the degradation of the
+outputs of textual inversion, DreamBooth and img2img on protected images relative to the clean-image
+outputs (FID / precision of the generations; the textural term imprints the target pattern), i.e.
+``max d(f(x+delta), f(x))``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class Mist(DiffusionProtection):
     """
 
     name: ClassVar[str] = "mist"
+    edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x)): see the module docstring
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 16 / 255, "alpha": 1 / 255, "steps": 100, "random_start": False}
     maximize: bool = False
     rate: float = 1e4 / 16384

@@ -31,6 +31,11 @@ evaluations, like the source's 4 steps). Costly: every PGD step differentiates t
 
 Our defaults are the common comparison budget (eps 16/255, alpha 2/255, 40 steps);
 ``preset="source"`` gives the values above.
+
+**Objective** (``edit_objective = 2``, both attacks): the paper's quantitative evaluation scores the edit of
+the immunized image against the edit of the same image without immunization (FID, precision-recall, SSIM,
+PSNR, VIFp, FSIM between the two sets of edits, its results section), i.e. ``max d(f(x+delta), f(x))``: the
+edits are forced towards the target (gray) and away from the realistic clean edit.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class PhotoGuardEncoder(Protection):
     """
 
     name: ClassVar[str] = "photoguard-enc"
+    edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x)): see the module docstring
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 0.06 / 2, "alpha": 0.02 / 2, "steps": 200, "random_start": True,
                                         "step_decay": "linear", "decay_floor": 0.01}
     maximize: bool = False
@@ -92,6 +98,7 @@ class PhotoGuardDiffusion(DiffusionProtection):
     """
 
     name: ClassVar[str] = "photoguard-diff"
+    edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x)): see the module docstring
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 0.1 / 2, "alpha": 0.006 / 2, "steps": 200, "eot_samples": 10,
                                         "num_inference_steps": 8, "strength": 0.5, "guidance_scale": 7.5}
     maximize: bool = False

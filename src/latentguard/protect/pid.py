@@ -21,6 +21,12 @@ here**), step 1/255, sign-gradient ascent, 1000 optimisation steps shared by a f
 instance images (one image per step: 250 per image for its 4-image instances).
  Our default is the
 common comparison budget (16/255, 2/255, 40 steps); ``preset="source"`` gives eps 0.05, alpha 1/255, 250.
+
+**Objective** (``edit_objective = 2``): the paper protects against fine-tuning (DreamBooth, LoRA) with any
+prompt and evaluates the images the fine-tuned model generates by their quality and their distance from
+those of a model fine-tuned on the clean images (FID and no-reference quality scores such as BRISQUE,
+LIQE, CLIP-IQA), i.e.
+``max d(f(x+delta), f(x))``.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class PID(Protection):
     """
 
     name: ClassVar[str] = "pid"
+    edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x)): see the module docstring
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 12.75 / 255, "alpha": 1 / 255, "steps": 250, "random_start": True}
     maximize: bool = True
     random_start: bool = True

@@ -21,6 +21,11 @@ Source defaults (Diff-Protect ``configs/attack/base.yaml``): eps = 16 and alpha 
 (here 16/255 and 1/255), 100 steps, ``g_mode "-"``, no random start, PhotoGuard's linear step decay to
 alpha/100. Our default is the common budget (16/255, 2/255, 40 steps, no decay); ``preset="source"``
 gives theirs.
+
+**Objective** (``edit_objective = 2``, both signs): the paper evaluates SDEdit, inpainting and textual
+inversion on protected images by how much their outputs degrade against the outputs on clean images (FID,
+SSIM, PSNR and similar scores of the generations; the minus sign wins by blurring the edits), i.e.
+``max d(f(x+delta), f(x))``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class ScoreDistillation(DiffusionProtection):
     """
 
     name: ClassVar[str] = "sds"
+    edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x)), both signs: see the module docstring
     mc_samples: int = 1
 
     def __post_init__(self) -> None:
