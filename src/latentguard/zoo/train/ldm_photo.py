@@ -29,6 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from latentguard.harden.crops import ImageCrops
+from latentguard.io.datasets import photos as _photos
+from latentguard.models.registry import weights_root
+from latentguard.models.text import token_states
+
 PHOTO_SOURCES = "nature:all+lomiri+lomiri20+sklearn"
 # Scales chosen so that 128 px crops reach whole scenes of the ~2000-6000 px wallpapers, as in the held-out
 # 256 px photos, and 64 px crops see textures too.
@@ -77,8 +82,6 @@ def latent_bank(vae, photos: list[np.ndarray], crop: int, n: int, seed: int, sca
                 device: torch.device | str = "cpu") -> torch.Tensor:
     """``n`` random crops (scales, flips) of ``photos`` encoded by ``vae`` (a diffusers AutoencoderKL):
     posterior means times the scaling factor, ``[n,4,crop/4,crop/4]``."""
-    from latentguard.harden.crops import ImageCrops
-
     crops = ImageCrops(photos, crop, seed=seed, scales=scales)
     sf = float(vae.config.scaling_factor)
     out = []
@@ -106,10 +109,6 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
-
-    from latentguard.io.datasets import photos as _photos
-    from latentguard.models.registry import weights_root
-    from latentguard.models.text import token_states
 
     torch.set_num_threads(recipe.threads)
     stop_at = stop_at if stop_at is not None else (recipe.stop_at if not steps or steps == recipe.steps else None)
