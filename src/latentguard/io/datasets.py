@@ -93,26 +93,25 @@ def nature_photos(which: str = "all") -> list[np.ndarray]:
     return [_read_rgb(NATURE_DIR / n) for n in names]
 
 
-def lomiri_photos() -> list[np.ndarray]:
-    """The 15 community photographs of ``lomiri-wallpapers-16.04`` as uint8 HxWx3 arrays."""
-    missing = [n for n in LOMIRI_FILES if not (LOMIRI_DIR / n).is_file()]
+def _lomiri_package(files: tuple[str, ...], package: str) -> list[np.ndarray]:
+    """``files`` of LOMIRI_DIR as uint8 HxWx3 arrays; a DataUnavailableError naming ``package`` when one is missing."""
+    missing = [n for n in files if not (LOMIRI_DIR / n).is_file()]
     if missing:
         raise DataUnavailableError(
-            f"{LOMIRI_DIR / missing[0]} not found: install Debian's lomiri-wallpapers-16.04 "
-            "(apt-get install lomiri-wallpapers-16.04) or set LATENTGUARD_LOMIRI_DIR"
+            f"{LOMIRI_DIR / missing[0]} not found: install Debian's {package} "
+            f"(apt-get install {package}) or set LATENTGUARD_LOMIRI_DIR"
         )
-    return [_read_rgb(LOMIRI_DIR / n) for n in LOMIRI_FILES]
+    return [_read_rgb(LOMIRI_DIR / n) for n in files]
+
+
+def lomiri_photos() -> list[np.ndarray]:
+    """The 15 community photographs of ``lomiri-wallpapers-16.04`` as uint8 HxWx3 arrays."""
+    return _lomiri_package(LOMIRI_FILES, "lomiri-wallpapers-16.04")
 
 
 def lomiri20_photos() -> list[np.ndarray]:
     """The 2 photographs of ``lomiri-wallpapers-20.04`` (Kleiber by Lukas Baubkus, Infinite Sea by Aury88)."""
-    missing = [n for n in LOMIRI20_FILES if not (LOMIRI_DIR / n).is_file()]
-    if missing:
-        raise DataUnavailableError(
-            f"{LOMIRI_DIR / missing[0]} not found: install Debian's lomiri-wallpapers-20.04 "
-            "(apt-get install lomiri-wallpapers-20.04) or set LATENTGUARD_LOMIRI_DIR"
-        )
-    return [_read_rgb(LOMIRI_DIR / n) for n in LOMIRI20_FILES]
+    return _lomiri_package(LOMIRI20_FILES, "lomiri-wallpapers-20.04")
 
 
 def photos(spec: str) -> list[np.ndarray]:
