@@ -70,7 +70,7 @@ def test_cli_bad_arguments_fail_clearly(tiny_folder, image_folder, tmp_path, ext
 
 
 def test_cli_missing_data_and_model(tiny_folder, tmp_path):
-    from latentguard.models.loading import ModelLoadError
+    from latentguard.models import ModelLoadError
 
     with pytest.raises(FileNotFoundError, match="data folder"):
         _run(["harden", "--vae", str(tiny_folder), "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), *FAST])

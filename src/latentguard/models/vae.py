@@ -45,7 +45,8 @@ def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor
     from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
     if mean.shape != logvar.shape or mean.ndim != 4:
-        raise ValueError(f"mean and logvar must be [N,C,h,w] of one shape, got {tuple(mean.shape)} and {tuple(logvar.shape)}")
+        raise ValueError(f"mean and logvar must be [N,C,h,w] of one shape, got {tuple(mean.shape)} and "
+                         f"{tuple(logvar.shape)}")
     return DiagonalGaussianDistribution(torch.cat([mean.float(), logvar.float()], dim=1)).kl()
 
 
