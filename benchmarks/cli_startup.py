@@ -5,8 +5,9 @@
 
 Each round runs, in a fresh interpreter each and in this order, ``python -m latentguard --help``,
 ``python -m latentguard protect --help`` and ``python -c "import torch"`` (stdout discarded), so the three
-share the machine's load; the JSON holds every wall time, the median and the spread of each, the
-interpreter's bare start-up (``python -c pass``) and the host (CPU count, load average before and after).
+share the machine's load; the JSON holds every wall time and every CPU time (user + system of the child:
+on a loaded host the better estimate of the wall time on an idle core), the median and the spread of each,
+the interpreter's bare start-up (``python -c pass``) and the host (CPU count, load average before and after).
 ``--baseline-src`` adds ``latentguard --help`` run from another checkout's ``src`` (e.g. the commit before
 the CLI package) to the same rounds. The target is under 1 s for both ``--help`` commands.
 """
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,10 +35,14 @@ COMMANDS = {
 }
 
 
-def _time(cmd: list[str], env: dict[str, str]) -> float:
+def _time(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + system) of one run of ``cmd``."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -60,17 +66,22 @@ def main(argv: list[str] | None = None) -> dict:
         _time(cmd, envs[name])
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):
         for name, cmd in commands.items():
-            times[name].append(round(_time(cmd, envs[name]), 4))
+            wall, used = _time(cmd, envs[name])
+            times[name].append(round(wall, 4))
+            cpu[name].append(round(used, 4))
     load_after = os.getloadavg()
     res = {
-        "what": "wall seconds of a fresh interpreter per command, interleaved rounds (see benchmarks/cli_startup.py)",
+        "what": "seconds of a fresh interpreter per command, interleaved rounds (see benchmarks/cli_startup.py)",
         "runs": args.runs,
         "median_s": {k: round(statistics.median(v), 3) for k, v in times.items()},
+        "median_cpu_s": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
         "min_s": {k: round(min(v), 3) for k, v in times.items()},
         "max_s": {k: round(max(v), 3) for k, v in times.items()},
         "times_s": times,
+        "cpu_s": cpu,
         "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
                  "loadavg_before": [round(x, 2) for x in load_before],
                  "loadavg_after": [round(x, 2) for x in load_after]},
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    print(json.dumps(res["median_s"], indent=2))
+    print(json.dumps({"median_s": res["median_s"], "median_cpu_s": res["median_cpu_s"]}, indent=2))
     return res
 
 
