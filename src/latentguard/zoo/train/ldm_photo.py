@@ -79,10 +79,11 @@ RECIPE = LDMPhotoRecipe()
 
 
 def latent_bank(vae, photos: list[np.ndarray], crop: int, n: int, seed: int, scales, batch: int = 250,
-                device: torch.device | str = "cpu") -> torch.Tensor:
+                device: torch.device | str = "cpu", levels: dict | None = None) -> torch.Tensor:
     """``n`` random crops (scales, flips) of ``photos`` encoded by ``vae`` (a diffusers AutoencoderKL):
-    posterior means times the scaling factor, ``[n,4,crop/4,crop/4]``."""
-    crops = ImageCrops(photos, crop, seed=seed, scales=scales)
+    posterior means times the scaling factor, ``[n,4,crop/4,crop/4]``. ``levels``: the resized photos, shared
+    by the banks of several crop sizes (:class:`ImageCrops`; the crops are the same either way)."""
+    crops = ImageCrops(photos, crop, seed=seed, scales=scales, levels=levels)
     sf = float(vae.config.scaling_factor)
     out = []
     with torch.no_grad():
@@ -123,8 +124,9 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     zoo_dir = Path(zoo_dir) if zoo_dir else weights_root()
     vae = AutoencoderKL.from_pretrained(zoo_dir / recipe.vae, torch_dtype=torch.float32).to(dev).eval()
     photos = _photos(recipe.photos)
-    small = latent_bank(vae, photos, 64, recipe.bank_small, recipe.seed, recipe.scales, device=dev)
-    big = latent_bank(vae, photos, 128, recipe.bank_big, recipe.seed + 1, recipe.scales, device=dev)
+    levels: dict = {}  # each photo resized once per scale, for both banks
+    small = latent_bank(vae, photos, 64, recipe.bank_small, recipe.seed, recipe.scales, device=dev, levels=levels)
+    big = latent_bank(vae, photos, 128, recipe.bank_big, recipe.seed + 1, recipe.scales, device=dev, levels=levels)
     del vae
     print(f"latent bank: {len(small)} x 64 px, {len(big)} x 128 px from {len(photos)} photos "
           f"({time.time() - t0:.0f} s); latent std {small.std():.3f}", flush=True)
