@@ -1,5 +1,6 @@
-"""The command line shared by the table renderers (``privacy_tables.py``, ``protect_tables.py``): read a
-result JSON, render Markdown, print it or write it to ``--out``."""
+"""What the benchmark scripts share: the command line of the table renderers (``privacy_tables.py``,
+``protect_tables.py``, ...: read a result JSON, render Markdown, print it or write it to ``--out``), and
+:func:`write_result`, the one way a benchmark writes its result JSON."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ def table_cli(render: Callable[[dict], str], description: str, default: Path | N
         a.out.write_text(text)
     else:
         print(text, end="")
+
+
+def write_result(path: str | Path, result: dict) -> Path:
+    """Write ``result`` as indented JSON to ``path`` (parents created) and say so with its ``seconds``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}" + (f" in {result['seconds']} s" if "seconds" in result else ""))
+    return path

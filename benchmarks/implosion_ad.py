@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _tables import write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"benchmark": "implosion_ad", "config": a.config, "embedder": cfg.embedder,
            "calibrations": {"paper": {"offset": SIM_OFFSET, "scale": SIM_SCALE}, "calibrated": cal.to_dict()},
            "rows": rows, "curves": curves, "seconds": round(time.time() - t0, 1)}
-    path = Path(a.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path} in {out['seconds']} s")
+    write_result(a.out, out)
     return 0
 
 

@@ -19,11 +19,14 @@ dL/d ln sigma^2 = (sigma^2/v - 1)/2 < 0), so its reconstruction drop is a shift 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _tables import write_result  # noqa: E402
 
 METHODS = ("pca+", "pca-", "pca-adaptive")
 
@@ -101,10 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{a.vae} {size} px, {n} photos", flush=True)
         result["sizes"][f"{size}px"] = measure(vae, sample_images(size)[:n], a.samples)
     result["seconds"] = round(time.time() - t0, 1)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out} in {result['seconds']} s")
+    write_result(a.out, result)
     return 0
 
 

@@ -18,11 +18,14 @@ thresholds of tests/protect/test_zoo_*.py.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _tables import write_result  # noqa: E402
 
 DIFFUSION = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
 PCA = ("pca+", "pca-", "pca-adaptive")
@@ -135,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         result["baselines"] = {"vae": a.vae[0], "pipeline": a.pipeline,
                                "results": baselines(load_vae(a.vae[0]), load_pipeline(a.pipeline, kind="img2img"))}
     result["seconds"] = round(time.time() - t0, 1)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out} in {result['seconds']} s")
+    write_result(a.out, result)
     return 0
 
 

@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 import torch
 
-from latentguard.models import LatentVAE, crop_back, pad_to_multiple
+from latentguard.models import crop_back, LatentVAE, load_pipeline, load_vae, ModelLoadError, pad_to_multiple
+from latentguard.ops.runtime import resolve_device
 
 PCA_PROMPTS: tuple[str, ...] = (
     "",
@@ -297,8 +298,6 @@ class ModelCache:
     """
 
     def __init__(self, device: torch.device | str = "cpu", dtype: str | torch.dtype | None = None) -> None:
-        from latentguard.ops.runtime import resolve_device
-
         self.device, self.dtype = resolve_device(device), dtype
         self._vaes: dict[str, LatentVAE] = {}
         self._pipes: dict[tuple[str, str], Any] = {}
@@ -308,8 +307,6 @@ class ModelCache:
         model, vae = parse_target(spec)
         key = vae or model
         if key not in self._vaes:
-            from latentguard.models import load_vae
-
             self._vaes[key] = load_vae(key, device=self.device, dtype=self.dtype)
         return self._vaes[key]
 
@@ -319,8 +316,6 @@ class ModelCache:
         if key in self._errors:
             raise EditUnavailable(self._errors[key])
         if key not in self._pipes:
-            from latentguard.models import ModelLoadError, load_pipeline
-
             try:
                 vae = self.vae(spec)
             except Exception:  # noqa: BLE001 - the pipeline loader reports the problem itself

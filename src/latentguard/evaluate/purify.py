@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from latentguard.evaluate.edits import EditUnavailable, Img2Img, ModelCache, Unavailable
-from latentguard.models import LatentVAE, crop_back, pad_to_multiple
+from latentguard.models import crop_back, LatentVAE, ModelLoadError, pad_to_multiple, resolve_spec
 from latentguard.ops.metrics import ssim
 from latentguard.ops.transforms import gaussian_blur, gaussian_noise, jpeg_pil, resize_roundtrip
+from latentguard.core.units import parse_budget
 
 
 def _check(images: torch.Tensor) -> None:
@@ -308,8 +309,6 @@ _SWEEP = {"jpeg": "quality", "resize": "scale", "blur": "sigma", "noise": "std",
 def _load_upscaler(spec: str, device: Any) -> Any:
     from diffusers import StableDiffusionUpscalePipeline
 
-    from latentguard.models import ModelLoadError, resolve_spec
-
     kind, where = resolve_spec(spec)
     if kind == "zoo":
         raise ModelLoadError(f"{spec} is not an upscaler; the zoo has none")
@@ -345,8 +344,6 @@ def build_purifications(spec: dict, target: str, models: ModelCache) -> list[Any
     for v in values:
         kw = dict(spec)
         if "eps" in kw:
-            from latentguard.core.units import parse_budget
-
             kw["eps"] = parse_budget(kw["eps"])[0]
         if v is not None:
             kw[sweep] = v

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from latentguard.io import collect_inputs, load_image
 
 DEFAULT_SCALES = (1.0, 0.5, 0.35, 0.25, 0.18, 0.12)
 
@@ -62,7 +63,6 @@ class ImageCrops:
             folder = Path(images)
             if not folder.is_dir():
                 raise FileNotFoundError(f"data folder {str(folder)!r} does not exist")
-            from latentguard.io import collect_inputs
 
             images = collect_inputs([folder], recursive=True)
             if not images:
@@ -79,8 +79,6 @@ class ImageCrops:
                     raise ValueError(f"image arrays must be uint8 HxWx3, got {item.dtype} {item.shape}")
                 out.append(item)
             else:
-                from latentguard.io import load_image
-
                 t = load_image(item)[0]
                 out.append((t * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
         if not out:

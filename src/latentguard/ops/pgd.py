@@ -26,12 +26,10 @@ from collections.abc import Callable
 
 import torch
 
+from latentguard.ops.choices import NORMS, STEP_DECAYS
 from latentguard.ops.runtime import rand, randn
 
 __all__ = ["NORMS", "STEP_DECAYS", "per_image_norm", "project", "init_delta", "step_size", "pgd_step", "pgd"]
-
-NORMS = ("linf", "l2")
-STEP_DECAYS = ("none", "linear", "cosine")
 
 
 def per_image_norm(g: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import numpy as np
 
 from latentguard.ops import roc
 from latentguard.poison.alignment import AlignmentResult
+from latentguard.io import atomic_write_text, JsonlWriter
 
 
 def precision_at(scores: np.ndarray, truth: np.ndarray, k: int | None = None) -> float:
@@ -66,7 +67,6 @@ def _csv_text(rows: list[dict]) -> str:
 def write_audit(out_dir: str | Path, result: AlignmentResult, ds, *, top: int = 50, extra_summary: dict | None = None
                 ) -> dict:
     """Write the audit files for ``result`` computed on the :class:`CaptionDataset` ``ds``; return the summary."""
-    from latentguard.io import JsonlWriter, atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ def _command_line() -> str:
 def _open_dataset(spec: str, seed: int):
     """A CaptionDataset-like object and its PairSet: a folder, or ``fashion-mnist:N[:split]``."""
     # deferred: torch and numpy (the dataset modules import them)
+    from latentguard.io.datasets import DataUnavailableError
     from latentguard.poison.dataset import CaptionDataset, PairRecord, PairSet, fashion_pairs, read_dataset
 
     if spec.startswith("fashion-mnist:"):
@@ -41,8 +42,6 @@ def _open_dataset(spec: str, seed: int):
         except (IndexError, ValueError):
             raise UserError(f"bad dataset spec {spec!r}: use fashion-mnist:N or fashion-mnist:N:train|test") from None
         split = parts[2] if len(parts) > 2 else "train"
-        from latentguard.io.datasets import DataUnavailableError
-
         try:
             x, caps, concepts, lab, ids = fashion_pairs(n, split=split, seed=seed)
         except DataUnavailableError as exc:
@@ -77,6 +76,7 @@ def _cmd_poison(args: argparse.Namespace) -> int:
     from latentguard.ops.grid import make_grid
     from latentguard.ops.runtime import resolve_device, seed_everything
     from latentguard.io import JsonlWriter, atomic_write_text, save_image, write_manifest
+    from latentguard.models import load_vae
     from latentguard.poison import poisons as P
     from latentguard.poison.dataset import PairSet
 
@@ -121,8 +121,6 @@ def _cmd_poison(args: argparse.Namespace) -> int:
     elif args.kind == "concept-swap":
         res = P.concept_swap(ps, [t for t, _ in plan], mode=args.mode, seed=args.seed, **kw)
     elif args.kind == "nightshade":
-        from latentguard.models import load_vae
-
         dev = resolve_device(args.device)
         vae = load_vae(args.vae, device=dev)
         cfg = P.NightshadeConfig(eps=args.eps, steps=args.steps, step_size=args.step_size, batch_size=args.batch_size)

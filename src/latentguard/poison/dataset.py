@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from latentguard.io.datasets import CAPTION_TEMPLATES, FASHION_CLASSES, caption_for, fashion_mnist, fashion_to_rgb32
+from latentguard.io import atomic_write_text, load_image, save_image
 
 CAPTION_FILES = ("captions.csv", "captions.jsonl")
 STANDARD_COLUMNS = ("file", "caption", "concept")
@@ -108,7 +109,6 @@ class CaptionDataset:
     def load_images(self, size: int | None = None, *, progress: bool = False) -> torch.Tensor:
         """All images as ``[N,3,H,W]`` in [0,1]. ``size`` resizes to ``size x size`` (bilinear, antialiased);
         without it all images must share one size. Raises ``ImageLoadError`` naming a bad file."""
-        from latentguard.io import load_image
 
         it = self.paths
         if progress:
@@ -196,7 +196,6 @@ def read_dataset(path: str | os.PathLike, *, check_files: bool = True) -> Captio
 
 def write_captions(root: str | os.PathLike, records: Sequence[PairRecord], fmt: str = "csv") -> Path:
     """Write ``captions.csv`` (union of columns, standard ones first) or ``captions.jsonl`` atomically."""
-    from latentguard.io import atomic_write_text
 
     root = Path(root)
     if fmt == "csv":
@@ -241,7 +240,6 @@ def write_dataset(
         names: relative file names (default ``images/00000.png`` ...).
         fmt: ``csv`` or ``jsonl``.
     """
-    from latentguard.io import save_image
 
     n = len(images)
     if len(captions) != n:

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 
 from latentguard.poison.alignment import SIM_OFFSET, SIM_SCALE
+from latentguard.models import load_embedder, resolve_spec
+from latentguard.models.registry import weights_root
 
 CALIBRATION_FILE = "ad_calibration.json"
 
@@ -47,16 +49,10 @@ PAPER_CALIBRATION = SimilarityCalibration(SIM_OFFSET, SIM_SCALE, "paper (CLIP on
 
 
 def _embedder_folder(spec: str) -> Path | None:
-    # deferred: latentguard.models imports diffusers
-    from latentguard.models import resolve_spec
-
     kind, where = resolve_spec(spec)
     if kind == "local":
         return Path(where)
     if kind == "zoo":
-        # deferred with the models import above (the zoo registry is on the same import path)
-        from latentguard.models.registry import weights_root
-
         return weights_root() / where
     return None
 
@@ -90,7 +86,6 @@ def similarity_calibration(spec: str) -> SimilarityCalibration:
 
 def load_pair_embedder(spec: str = "zoo:embed", device: str | torch.device = "cpu"):
     """``zoo:embed`` / a ZooEmbedder folder, or ``clip:<folder or hub id>`` (see :func:`latentguard.models.load_embedder`)."""
-    from latentguard.models import load_embedder
 
     return load_embedder(spec, device=device)
 

@@ -40,14 +40,21 @@ import torch.nn.functional as F
 
 from latentguard.io.datasets import FASHION_CLASSES, caption_for
 from latentguard.poison.config import ImplosionConfig
+from latentguard.io import atomic_write_text, JsonlWriter, save_image, write_manifest
+from latentguard.models import load_pipeline, load_vae
+from latentguard.models.text import token_states
+from latentguard.ops.grid import make_grid
+from latentguard.ops.runtime import resolve_device, seed_everything
+from latentguard.poison import poisons as P
+from latentguard.poison.alignment import alignment_difficulty
+from latentguard.poison.dataset import fashion_pairs, PairSet
+from latentguard.poison.embed import embed_pairs, load_pair_embedder, similarity_calibration
 
 
 # ----------------------------------------------------------------------------------------------------
 # One run
 # ----------------------------------------------------------------------------------------------------
 def _poisoned_set(cfg: ImplosionConfig, clean, k: int, seed: int, vae):
-    from latentguard.poison import poisons as P
-
     plan = P.poison_plan(list(FASHION_CLASSES), k, seed=seed)
     ps = clean
     for l, (t, s) in enumerate(plan):
@@ -152,8 +159,6 @@ def generate_and_score(pipe, embedder, cfg: ImplosionConfig, seed: int, targets:
 
 
 def _grid(x: torch.Tensor, m: int, per_row: int) -> torch.Tensor:
-    from latentguard.ops.grid import make_grid
-
     n_cls = len(x) // m
     sel = torch.cat([x[c * m : c * m + per_row] for c in range(n_cls)])
     return make_grid(sel, nrow=per_row)
@@ -166,14 +171,6 @@ def run_implosion(cfg: ImplosionConfig, out_dir: str | Path, *, device: str = "a
                   resume: bool = True, progress: bool = True) -> dict:
     """Run every (seed, k) of ``cfg`` (plus the pretrained ``base`` per seed); write the outputs; return the summary."""
     from diffusers import DDPMScheduler
-
-    from latentguard.ops.runtime import resolve_device, seed_everything
-    from latentguard.io import JsonlWriter, save_image, write_manifest
-    from latentguard.models import load_pipeline, load_vae
-    from latentguard.poison.alignment import alignment_difficulty
-    from latentguard.poison.dataset import PairSet, fashion_pairs
-    from latentguard.poison.embed import embed_pairs, load_pair_embedder, similarity_calibration
-    from latentguard.models.text import token_states
 
     out = Path(out_dir)
     (out / "grids").mkdir(parents=True, exist_ok=True)
@@ -271,8 +268,6 @@ def write_curves(out: Path, summary: dict) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from latentguard.io import atomic_write_text
 
     curves = summary["curves"]
     cols = ["k", "n_seeds"] + [f"{m}_{s}" for m in _METRICS for s in ("mean", "std")]

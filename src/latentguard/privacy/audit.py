@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentguard.io import datasets
-from latentguard.models import registry
+from latentguard.io import atomic_write_text, collect_inputs, datasets, iter_images, JsonlWriter
+from latentguard.models import LatentVAE, pad_to_multiple, registry
 from latentguard.ops import roc
 from latentguard.ops.transforms import resize_center_crop
 from latentguard.privacy import mia
@@ -92,7 +92,6 @@ def folder_set(inputs: list[str], size: int, prompt: str | None) -> tuple[ImageS
     """Images from files / folders / globs / ``.txt`` lists, resized (shorter side) and centre-cropped to
     ``size``. Prompt: ``prompt`` if given, else a sidecar ``<stem>.txt`` caption, else the empty prompt.
     Bad files are reported in the returned error list, never stop the batch."""
-    from latentguard.io import collect_inputs, iter_images
 
     paths = collect_inputs([q for s in inputs for q in _read_list(s)])
     xs, prompts, ids, errors = [], [], [], []
@@ -130,7 +129,6 @@ def compute_membership_scores(pipe, members: ImageSet, nonmembers: ImageSet, con
                               progress: bool = True) -> tuple[mia.MembershipScores, dict]:
     """Residuals of every attack for both sets, plus the pullback masks / log-volumes (``pullback=None``:
     unmasked only). Returns the scores and timing information."""
-    from latentguard.models import LatentVAE
 
     if prompt_mode not in ("caption", "empty"):
         raise ValueError(f"prompt_mode must be caption|empty, got {prompt_mode!r}")
@@ -277,7 +275,6 @@ def _html(summary: dict, rows: list[dict], plots: list[str], title: str) -> str:
 
 def write_membership_report(ms: mia.MembershipScores, ids: list[str], summary: dict, out: Path, title: str) -> None:
     """``summary.json``, ``summary.csv``, ``items.jsonl``, plots and ``index.html`` into ``out``."""
-    from latentguard.io import JsonlWriter, atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -320,9 +317,6 @@ def run_pullback_audit(vae, paths: list[Path], out: Path, config: PullbackConfig
     """Log-volume and per-dim contributions for every readable image; ``pullback.jsonl`` / ``.csv`` /
     ``contrib.npz`` / ``pullback.png`` in ``out``. Images are padded to the VAE's factor (reflect)."""
     from tqdm.auto import tqdm
-
-    from latentguard.io import JsonlWriter, atomic_write_text, iter_images
-    from latentguard.models import pad_to_multiple
 
     out.mkdir(parents=True, exist_ok=True)
     items = JsonlWriter(out / "pullback.jsonl", resume=False)

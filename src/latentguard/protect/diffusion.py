@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from latentguard.models import load_pipeline
 from latentguard.models.vae import LatentVAE
 from latentguard.ops.runtime import randint, randn
 from latentguard.protect.engine import Protection, sample_posterior
@@ -28,8 +29,6 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 def _load_pipe(pipe: Any):
     if isinstance(pipe, str):
-        from latentguard.models import load_pipeline
-
         return load_pipeline(pipe, kind="img2img")
     if not (hasattr(pipe, "unet") and hasattr(pipe, "scheduler") and hasattr(pipe, "vae")):
         raise ValueError(f"pipe must be a diffusers Stable-Diffusion pipeline or a spec string (e.g. 'zoo:t2i'), "

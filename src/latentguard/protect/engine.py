@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from latentguard.models.loading import load_vae
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.vae import LatentVAE, kl_standard_normal
 from latentguard.ops import pgd
@@ -47,7 +48,7 @@ from latentguard.ops import pgd
 # re-exported here because protect records and benchmarks use it.
 from latentguard.ops.metrics import psnr  # noqa: F401
 from latentguard.ops.pgd import NORMS, STEP_DECAYS
-from latentguard.ops.runtime import randint, randn
+from latentguard.ops.runtime import randint, randn, torch_generator
 from latentguard.ops.state import frozen
 from latentguard.ops.transforms import parse_transforms
 # The registry (names, lookup) is torch-free; the names are re-exported here for the method modules.
@@ -90,8 +91,6 @@ def _as_vae(v: Any) -> LatentVAE:
     if isinstance(v, LatentVAE):
         return v
     if isinstance(v, str):
-        from latentguard.models import load_vae
-
         return load_vae(v)
     if isinstance(v, nn.Module) and hasattr(v, "config") and hasattr(v, "encoder"):
         return LatentVAE(v)
@@ -394,8 +393,6 @@ def _gradient(p: Protection, x: torch.Tensor, delta: torch.Tensor, ctxs, tiles, 
 
 @torch.no_grad()
 def _evaluate(p: Protection, x: torch.Tensor, ctxs, tiles, multiple: int, eval_seed: int):
-    from latentguard.ops.runtime import torch_generator
-
     gen = torch_generator(eval_seed, x.device)
     xp, _ = pad_to_multiple(x, multiple)
     loss = torch.zeros(x.shape[0], device=x.device)
@@ -415,8 +412,6 @@ def _evaluate(p: Protection, x: torch.Tensor, ctxs, tiles, multiple: int, eval_s
 def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | None = None,
                    generator: torch.Generator | None = None, progress: bool = False) -> ProtectOutput:
     """The engine (see the module docstring); :meth:`Protection.protect` calls it."""
-    from latentguard.ops.runtime import torch_generator
-
     _check_images(images)
     dev = p.device
     x = images.detach().to(device=dev, dtype=torch.float32).clamp(0.0, 1.0).clone()

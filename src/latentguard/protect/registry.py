@@ -12,12 +12,11 @@ import dataclasses
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from latentguard.ops.choices import NORMS, STEP_DECAYS  # noqa: F401  (the engine's choices, re-exported for parsers)
+
 if TYPE_CHECKING:
     from latentguard.protect.engine import Protection
 
-# Choices of the engine's parameters (validated by :class:`~latentguard.protect.engine.Protection`).
-NORMS = ("linf", "l2")
-STEP_DECAYS = ("none", "linear", "cosine")
 PRESETS = ("default", "source")
 
 # Every bundled method -> the module that registers it (a test checks this table against the classes).

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from latentguard.core.errors import UserError
 from latentguard.core.units import cli_number
+from latentguard.serve.config import CPU_STEPS, ServeConfig, default_editor, default_models
 
 _number = cli_number("16/255 or 0.0627")
 
@@ -25,8 +26,6 @@ def _run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         raise UserError(f"latentguard serve needs the web extra ({exc.name} is missing): "
                         "pip install 'latentguard[web]'") from None
-    from latentguard.serve.config import ServeConfig, default_editor, default_models
-
     temp = None
     if args.data_dir is None:
         temp = tempfile.mkdtemp(prefix="latentguard-serve-")
@@ -58,8 +57,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Add ``latentguard serve`` to the CLI."""
-    from latentguard.serve.config import CPU_STEPS
-
     p = subparsers.add_parser(
         "serve", help="a local web page and HTTP API that protect images (needs latentguard[web])",
         description="Serve a web page for people and an HTTP API for platforms (POST /v1/protect, GET /v1/jobs/ID, "

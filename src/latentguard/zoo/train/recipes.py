@@ -23,6 +23,7 @@ from latentguard.models.registry import weights_root
 from latentguard.models.text import sentence_embeddings, token_states
 from latentguard.ops.schedules import ema_update_, set_lr, zoo_cosine_lr
 from latentguard.zoo.train import ldm_photo
+from latentguard.ops.metrics import ssim
 
 # ----------------------------------------------------------------------------------------------------
 # Architectures
@@ -224,8 +225,6 @@ def finetune_vae(recipe: Recipe, init: Path, out: Path, device: torch.device, st
     with the 12 alone the training crops reached 33-35 dB while held-out photos stayed at 24-26 dB.
     """
     from diffusers import AutoencoderKL
-
-    from latentguard.ops.metrics import ssim
 
     ft = recipe.extra["finetune"]
     steps = steps or ft["steps"]
