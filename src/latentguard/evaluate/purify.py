@@ -308,16 +308,19 @@ _SWEEP = {"jpeg": "quality", "resize": "scale", "blur": "sigma", "noise": "std",
 def _load_upscaler(spec: str, device: Any) -> Any:
     from diffusers import StableDiffusionUpscalePipeline
 
-    from latentguard.models import ModelLoadError, resolve_spec
+    from latentguard.models import ModelLoadError, load_from_hub, resolve_spec
 
     kind, where = resolve_spec(spec)
     if kind == "zoo":
         raise ModelLoadError(f"{spec} is not an upscaler; the zoo has none")
-    import os
 
-    offline = kind == "local" or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    def load(local_only: bool):
+        return StableDiffusionUpscalePipeline.from_pretrained(where, use_safetensors=True, local_files_only=local_only)
+
     try:
-        pipe = StableDiffusionUpscalePipeline.from_pretrained(where, use_safetensors=True, local_files_only=offline)
+        pipe = load_from_hub(where, load) if kind == "hub" else load(True)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"could not load the upscaler {spec!r} ({type(exc).__name__}: {exc})") from exc
     pipe.set_progress_bar_config(disable=True)
