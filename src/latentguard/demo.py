@@ -14,6 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from latentguard.core.cli_args import add_resume_args
+from latentguard.core.outputs import finish
+
 
 def demo_config(full: bool = False, device: str = "auto", seed: int = 0) -> dict:
     return {
@@ -49,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from latentguard.evaluate.config import BenchConfig
-    from latentguard.evaluate.runner import run_bench
+    from latentguard.evaluate.runner import failed_cells, run_bench
 
     doc = demo_config(args.full, args.device, args.seed)
     if args.print_config:
@@ -59,13 +62,14 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--out is required (unless --print-config)")
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
     cfg = BenchConfig.from_dict(doc)
-    counts = run_bench(cfg, args.out, resume=args.resume, progress=True, command="latentguard demo")
+    counts = run_bench(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=True,
+                       command="latentguard demo")
     out = Path(args.out)
     print(f"{counts['ok']} cells ok, {counts['error']} failed, {counts['skipped']} already done")
     if (out / "table.md").exists():
         print((out / "table.md").read_text())
     print(f"report: {out / 'report.html'}", file=sys.stderr)
-    return 0 if counts["error"] == 0 else 1
+    return finish(failed_cells(out), what="cell")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", help="output folder")
     p.add_argument("--full", action="store_true", help="all 8 photos, more methods (slower)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
+    add_resume_args(p, resume="continue an interrupted demo in --out",
+                    overwrite="start again in an --out that holds a demo (its results and images are dropped)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--print-config", action="store_true", help="print the bench config and exit")

@@ -29,6 +29,16 @@ def add_common_args(p: argparse.ArgumentParser, *, out: bool = True, model: bool
                        help="permit pickle checkpoints (loaded with weights_only=True); safetensors otherwise")
 
 
+def add_resume_args(p: argparse.ArgumentParser, *, resume: str | None = "continue the run in --out: finished "
+                    "inputs are skipped", overwrite: str = "start again in an --out that holds results "
+                    "(they are replaced)") -> None:
+    """``--resume`` (unless ``resume`` is None) and ``--overwrite``: without one of them a command refuses an
+    ``--out`` that already holds results (:func:`latentguard.io.prepare_out_dir`)."""
+    if resume is not None:
+        p.add_argument("--resume", action="store_true", help=resume)
+    p.add_argument("--overwrite", action="store_true", help=overwrite)
+
+
 def get_audit_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Return the sub-subparsers of ``latentguard audit``, creating the ``audit`` parser once.
 

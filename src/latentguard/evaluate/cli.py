@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from latentguard.core.cli_args import add_common_args
+from latentguard.core.cli_args import add_common_args, add_resume_args
+from latentguard.core.outputs import finish
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for a in p._actions:  # the config's [run] section owns these; the flags override it when given
         if a.dest in ("device", "dtype", "seed"):
             a.default = None
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run; finished cells are skipped")
+    add_resume_args(p, resume="continue an interrupted run; finished cells are skipped",
+                    overwrite="start again in an --out that holds results (its results and cached images are dropped)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_bench)
 
@@ -39,19 +41,19 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from latentguard.evaluate.config import BenchConfig
-    from latentguard.evaluate.runner import run_bench
+    from latentguard.evaluate.runner import failed_cells, run_bench
 
     cfg = BenchConfig.from_toml(args.config)  # every config mistake fails here, before a model is loaded
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
     over = {k: getattr(args, k) for k in ("device", "dtype", "seed") if getattr(args, k) is not None}
     if over:
         cfg = dataclasses.replace(cfg, **over)
-    counts = run_bench(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+    counts = run_bench(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                        command="latentguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "latentguard bench")
     out = Path(args.out)
     print(f"{counts['ok']} cells ok, {counts['error']} failed, {counts['skipped']} already done; "
           f"table: {out / 'table.md'}, report: {out / 'report.html'}")
-    return 0 if counts["error"] == 0 else 1
+    return finish(failed_cells(out), what="cell")
 
 
 def _report(args: argparse.Namespace) -> int:

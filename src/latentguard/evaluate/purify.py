@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from latentguard.evaluate.edits import EditUnavailable, Img2Img, ModelCache, Unavailable
-from latentguard.models import crop_back, LatentVAE, ModelLoadError, pad_to_multiple, resolve_spec
+from latentguard.models import crop_back, LatentVAE, load_from_hub, ModelLoadError, pad_to_multiple, resolve_spec
 from latentguard.ops.metrics import ssim
 from latentguard.ops.transforms import gaussian_blur, gaussian_noise, jpeg_pil, resize_roundtrip
 from latentguard.core.units import parse_budget
@@ -312,11 +312,14 @@ def _load_upscaler(spec: str, device: Any) -> Any:
     kind, where = resolve_spec(spec)
     if kind == "zoo":
         raise ModelLoadError(f"{spec} is not an upscaler; the zoo has none")
-    import os
 
-    offline = kind == "local" or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    def load(local_only: bool):
+        return StableDiffusionUpscalePipeline.from_pretrained(where, use_safetensors=True, local_files_only=local_only)
+
     try:
-        pipe = StableDiffusionUpscalePipeline.from_pretrained(where, use_safetensors=True, local_files_only=offline)
+        pipe = load_from_hub(where, load) if kind == "hub" else load(True)
+    except ModelLoadError:
+        raise
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"could not load the upscaler {spec!r} ({type(exc).__name__}: {exc})") from exc
     pipe.set_progress_bar_config(disable=True)

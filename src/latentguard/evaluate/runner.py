@@ -26,6 +26,7 @@ under ``DIR/images``.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from latentguard.ops.metrics import STANDARD_METRICS
 from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
 from latentguard.evaluate.report import build_report
 from latentguard.evaluate.scoring import Scorers, pair_metrics, score_cell
-from latentguard.io import JsonlWriter, collect_inputs, load_image, save_image, write_manifest
+from latentguard.io import JsonlWriter, collect_inputs, load_image, prepare_out_dir, save_image, write_manifest
 from latentguard.models import load_embedder
 from latentguard.protect import get as get_protection
 
@@ -161,12 +162,16 @@ def _text_for(edit: Any, caption: str) -> str:
 
 
 def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-              command: str = "latentguard bench") -> dict:
-    """Run the matrix of ``cfg`` into ``out_dir``; then write the report files. Returns counts."""
-    out = Path(out_dir)
-    if out.exists() and (out / "results.jsonl").exists() and not resume:
-        raise ValueError(f"{out} already holds results.jsonl; pass --resume to continue it or choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
+              command: str = "latentguard bench", overwrite: bool = False) -> dict:
+    """Run the matrix of ``cfg`` into ``out_dir``; then write the report files. Returns counts.
+
+    A folder that holds ``results.jsonl`` is refused unless ``resume`` (continue it) or ``overwrite`` (start
+    again: the results and the runner's image cache ``images/`` are dropped).
+    """
+    fresh_start = overwrite and (Path(out_dir) / "results.jsonl").exists()
+    out = prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    if fresh_start and (out / "images").is_dir():
+        shutil.rmtree(out / "images")  # the cached protected images and edits of the earlier run
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     std = _metrics.standard_metric_status()
@@ -279,6 +284,15 @@ def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: 
             input_metrics["linf"] = (protected - clean).abs().flatten(1).amax(1).tolist()
             _run_target(ctx, base, pslug, target, batch, clean, protected, edits, purifs, todo, input_metrics, t_prot)
             bar.update(1)
+
+
+def failed_cells(out_dir: str | Path) -> list[tuple[str, str]]:
+    """``(key, reason)`` of every cell of ``out_dir/results.jsonl`` whose latest row is an error."""
+    last: dict[str, dict] = {}
+    for r in JsonlWriter(Path(out_dir) / "results.jsonl").rows():
+        if "key" in r:
+            last[r["key"]] = r
+    return [(k, str(r.get("error_type") or r.get("error") or "")) for k, r in last.items() if r.get("status") == "error"]
 
 
 def _cached_batch(folder: Path, ids: list[str], compute: Callable[[], torch.Tensor], meta: dict) -> torch.Tensor:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import glob as _glob
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from latentguard.io.outputs import atomic_write
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "TIFF", "BMP", "MPO"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
@@ -234,32 +235,20 @@ def save_image(
                       LossyFormatWarning, stacklevel=2)
     arr = _to_uint8_hwc(img)
     pil = Image.fromarray(arr, mode="RGB")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if suffix == ".png":
-                info = PngImagePlugin.PngInfo()
-                for k, v in (metadata or {}).items():
-                    info.add_text(f"latentguard:{k}", v if isinstance(v, str) else json.dumps(v, default=str))
-                pil.save(fh, format="PNG", pnginfo=info)
-            elif suffix in (".jpg", ".jpeg"):
-                pil.save(fh, format="JPEG", quality=int(quality), subsampling=0)
-            elif suffix == ".webp":
-                pil.save(fh, format="WEBP", quality=int(quality))
-            elif suffix in (".tif", ".tiff"):
-                pil.save(fh, format="TIFF")
-            else:
-                pil.save(fh, format="BMP")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path, "wb") as fh:
+        if suffix == ".png":
+            info = PngImagePlugin.PngInfo()
+            for k, v in (metadata or {}).items():
+                info.add_text(f"latentguard:{k}", v if isinstance(v, str) else json.dumps(v, default=str))
+            pil.save(fh, format="PNG", pnginfo=info)
+        elif suffix in (".jpg", ".jpeg"):
+            pil.save(fh, format="JPEG", quality=int(quality), subsampling=0)
+        elif suffix == ".webp":
+            pil.save(fh, format="WEBP", quality=int(quality))
+        elif suffix in (".tif", ".tiff"):
+            pil.save(fh, format="TIFF")
+        else:
+            pil.save(fh, format="BMP")
     return path
 
 

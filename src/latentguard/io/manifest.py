@@ -8,10 +8,10 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from latentguard import __version__
+from latentguard.io.outputs import atomic_write_text
 
 _PACKAGES = ("torch", "diffusers", "transformers", "numpy", "pillow", "scikit-image", "safetensors")
 
@@ -40,20 +40,6 @@ def git_revision() -> str | None:
         return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_manifest(out_dir: str | os.PathLike, command: str, config: dict, seed: int | None = None,

@@ -19,6 +19,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from latentguard.models.errors import ModelLoadError
+from latentguard.models.hub import HUB_ID as _HUB_ID
+from latentguard.models.hub import load_from_hub
 from latentguard.models.text import HIDDEN, sentence_embeddings
 
 # The weights file of folders written before ZooEmbedder was a diffusers ModelMixin (the bundled
@@ -113,9 +115,18 @@ class ClipEmbedder:
     def __init__(self, where: str, device: str | torch.device = "cpu") -> None:
         from transformers import CLIPModel, CLIPProcessor
 
+        def load(local_only: bool):
+            return (CLIPModel.from_pretrained(where, use_safetensors=True, local_files_only=local_only),
+                    CLIPProcessor.from_pretrained(where, local_files_only=local_only))
+
         try:
-            self.model = CLIPModel.from_pretrained(where, use_safetensors=True).eval().to(device)
-            self.processor = CLIPProcessor.from_pretrained(where)
+            if not Path(where).expanduser().exists() and _HUB_ID.match(where):
+                model, self.processor = load_from_hub(where, load)  # one probe, then the hub or the cache
+            else:
+                model, self.processor = load(True)
+            self.model = model.eval().to(device)
+        except ModelLoadError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise ModelLoadError(f"could not load a CLIP model from {where!r} (weights must be local when offline): "
                                  f"{str(exc).splitlines()[0]}") from exc

@@ -5,7 +5,10 @@
   whose ``vae/`` subfolder holds one.
 * a hub id (``stabilityai/sd-vae-ft-mse``, ``stable-diffusion-v1-5/stable-diffusion-v1-5`` with its
   ``vae`` subfolder, SD 2.x, SDXL): loaded through diffusers from the local Hugging Face cache or the
-  network. Offline with nothing cached, it fails fast with a message saying what to download.
+  network. Before diffusers is asked, one probe (:func:`probe_hub`, a single HEAD request with a short timeout)
+  checks that the hub answers and knows the id: an unreachable hub falls back to the local cache, and fails at
+  once (no minutes of retries) with a message naming ``HF_HUB_OFFLINE=1`` and what to download; an id the hub
+  does not know fails at once too. With ``HF_HUB_OFFLINE=1`` nothing is probed: only the cache is read.
 
 Weights load from safetensors only; a pickle checkpoint (``.bin``/``.ckpt``/``.pt``) is refused unless
 ``allow_pickle=True``, and then it is read with ``torch.load(weights_only=True)``.
@@ -13,8 +16,6 @@ Weights load from safetensors only; a pickle checkpoint (``.bin``/``.ckpt``/``.p
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
 import torch
@@ -22,15 +23,12 @@ import torch
 from latentguard.ops.runtime import resolve_device, resolve_dtype
 from latentguard.models import registry
 from latentguard.models.errors import ModelLoadError, UnsafeWeightsError
+from latentguard.models.hub import HUB_ID as _HUB_ID
+from latentguard.models.hub import load_from_hub
 from latentguard.models.text import load_text_tower
 from latentguard.models.vae import LatentVAE
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _is_offline() -> bool:
-    return any(os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _check_weights(folder: Path, allow_pickle: bool) -> bool:
@@ -66,15 +64,6 @@ def _load_autoencoder_folder(folder: Path, allow_pickle: bool, dtype: torch.dtyp
     if missing:
         raise ModelLoadError(f"{pk} does not match the AutoencoderKL config: {len(missing)} missing keys, e.g. {missing[:3]}")
     return model.to(dtype)
-
-
-def _hub_error(spec: str, exc: Exception) -> ModelLoadError:
-    return ModelLoadError(
-        f"could not load {spec!r} from the Hugging Face hub ({type(exc).__name__}). This machine is offline or the "
-        f"model is not cached. Download it where you have internet (`huggingface-cli download {spec}`) and copy the "
-        "cache (~/.cache/huggingface), or pass a local diffusers folder instead of the hub id; "
-        "the bundled offline models are `zoo:vae-a`, `zoo:t2i`, ... (`latentguard zoo list`)"
-    )
 
 
 def resolve_spec(spec: str) -> tuple[str, str]:
@@ -136,20 +125,16 @@ def load_vae(
     else:
         from diffusers import AutoencoderKL
 
-        sub = subfolder
-        try:
-            if sub is None:
-                try:
-                    model = AutoencoderKL.from_pretrained(where, torch_dtype=dt, use_safetensors=True,
-                                                          local_files_only=_is_offline())
-                except (OSError, EnvironmentError):
-                    model = AutoencoderKL.from_pretrained(where, subfolder="vae", torch_dtype=dt, use_safetensors=True,
-                                                          local_files_only=_is_offline())
-            else:
-                model = AutoencoderKL.from_pretrained(where, subfolder=sub, torch_dtype=dt, use_safetensors=True,
-                                                      local_files_only=_is_offline())
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one actionable message
-            raise _hub_error(where, exc) from exc
+        def load(local_only: bool):
+            kw = dict(torch_dtype=dt, use_safetensors=True, local_files_only=local_only)
+            if subfolder is not None:
+                return AutoencoderKL.from_pretrained(where, subfolder=subfolder, **kw)
+            try:
+                return AutoencoderKL.from_pretrained(where, **kw)
+            except (OSError, EnvironmentError):  # a pipeline repo: its VAE is in vae/
+                return AutoencoderKL.from_pretrained(where, subfolder="vae", **kw)
+
+        model = load_from_hub(where, load)
     model.requires_grad_(False).eval().to(dev)
     return LatentVAE(model, spec=spec)
 
@@ -208,19 +193,18 @@ def load_pipeline(
         kwargs = dict(torch_dtype=dt, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
         if vae is not None:
             kwargs["vae"] = vae.model
-        try:
-            if where_kind == "local":
+        if where_kind == "hub":
+            pipe = load_from_hub(where, lambda local_only: auto.from_pretrained(where, local_files_only=local_only,
+                                                                              **kwargs))
+        else:
+            try:
                 if any(Path(where).rglob("*.bin")) and not any(Path(where).rglob("*.safetensors")):
                     raise UnsafeWeightsError(f"{where} holds only pickle weights; convert them to safetensors")
                 pipe = auto.from_pretrained(where, **kwargs)
-            else:
-                pipe = auto.from_pretrained(where, local_files_only=_is_offline(), **kwargs)
-        except ModelLoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            if where_kind == "hub":
-                raise _hub_error(where, exc) from exc
-            raise ModelLoadError(f"could not load a diffusers pipeline from {where}: {exc}") from exc
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                raise ModelLoadError(f"could not load a diffusers pipeline from {where}: {exc}") from exc
     pipe = pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
     for comp in ("unet", "vae", "text_encoder"):

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from latentguard.core.cli_args import add_common_args, get_audit_subparsers
+from latentguard.core.cli_args import add_common_args, add_resume_args, get_audit_subparsers
 from latentguard.core.errors import UserError
 from latentguard.core.units import cli_number
 
@@ -171,7 +171,7 @@ def _cmd_audit_alignment(args: argparse.Namespace) -> int:
     import numpy as np
 
     from latentguard.ops.runtime import resolve_device, seed_everything
-    from latentguard.io import write_manifest
+    from latentguard.io import prepare_out_dir, write_manifest
     from latentguard.poison.alignment import alignment_difficulty
     from latentguard.poison.audit import write_audit
     from latentguard.poison.dataset import PairSet
@@ -179,6 +179,7 @@ def _cmd_audit_alignment(args: argparse.Namespace) -> int:
 
     seed_everything(args.seed)
     t0 = time.time()
+    out = prepare_out_dir(args.out, overwrite=args.overwrite, markers=("pairs.jsonl",), resumable=False)
     dev = resolve_device(args.device)
     ds, ps = _open_dataset(args.dataset, args.seed)
     embedder = load_pair_embedder(args.embedder, device=dev)
@@ -195,9 +196,7 @@ def _cmd_audit_alignment(args: argparse.Namespace) -> int:
     res = alignment_difficulty(u, v, args.alpha, method=args.method, block_size=args.block_size,
                                num_samples=args.num_samples, confidence=args.confidence, seed=args.seed,
                                sim_offset=cal.offset, sim_scale=cal.scale, device=dev, progress=True)
-    out = Path(args.out)
     if args.save_embeddings:
-        out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out / "embeddings.npz", image=u.numpy(), text=v.numpy())
     summary = write_audit(out, res, ds, top=args.top, extra_summary={
         "embedder": args.embedder, "similarity_calibration": cal.to_dict(), "dataset": args.dataset,
@@ -285,6 +284,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--top", type=int, default=50, help="rows of ranking.csv")
     a.add_argument("--save-embeddings", action="store_true", help="also write embeddings.npz")
     add_common_args(a, out=True, model=False)
+    add_resume_args(a, resume=None, overwrite="write into an --out that holds an audit (it is replaced)")
     a.set_defaults(func=_cmd_audit_alignment)
 
     im = subparsers.add_parser(

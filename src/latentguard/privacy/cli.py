@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from latentguard.core.cli_args import add_common_args, get_audit_subparsers
+from latentguard.core.cli_args import add_common_args, add_resume_args, get_audit_subparsers
 from latentguard.core.errors import UserError
+from latentguard.core.outputs import finish
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -32,7 +32,7 @@ def _membership(args) -> int:
     import torch
 
     from latentguard.ops.runtime import resolve_device, seed_everything
-    from latentguard.io import JsonlWriter, write_manifest
+    from latentguard.io import JsonlWriter, prepare_out_dir, write_manifest
     from latentguard.models import load_pipeline
     from latentguard.privacy import audit, mia
 
@@ -45,7 +45,7 @@ def _membership(args) -> int:
     if args.mask not in ("pullback", "none"):
         raise UserError(f"--mask must be pullback|none, got {args.mask!r}")
     pb_cfg = _pullback_config(args) if args.mask == "pullback" else None
-    out = Path(args.out)
+    out = prepare_out_dir(args.out, overwrite=args.overwrite, markers=("summary.json",), resumable=False)
     dev = resolve_device(args.device)
     pipe = load_pipeline(args.model, kind="text2img", device=dev, dtype=args.dtype)
     errors: list[dict] = []
@@ -62,7 +62,6 @@ def _membership(args) -> int:
         nonmembers, e2 = audit.folder_set(args.nonmembers, size, prompt)
         errors = e1 + e2
         source = {"members": args.members, "nonmembers": args.nonmembers, "resolution": size}
-    out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "audit membership", {**vars(args), "func": None, "data": source}, seed=args.seed)
     summary = audit.run_membership_audit(
         pipe, members, nonmembers, out, config=cfg, pullback=pb_cfg, prompt_mode=args.prompt_mode,
@@ -78,7 +77,7 @@ def _membership(args) -> int:
             print(f"{row['attack']:>6} {row['mask']:>8} {row['protocol']:>6}  AUROC {row['auroc']:.3f}  "
                   f"ASR {row['asr']:.3f}  TPR@1%FPR {row['tpr_at_1pct_fpr']:.3f}  t={row['timestep']}")
     print(f"wrote {out / 'summary.json'} and {out / 'index.html'}")
-    return 0
+    return finish([(e["key"], e.get("error", "")) for e in errors])
 
 
 def _pullback(args) -> int:
@@ -86,7 +85,7 @@ def _pullback(args) -> int:
     import torch
 
     from latentguard.ops.runtime import resolve_device, seed_everything
-    from latentguard.io import collect_inputs, write_manifest
+    from latentguard.io import JsonlWriter, collect_inputs, prepare_out_dir, write_manifest
     from latentguard.models import load_vae
     from latentguard.privacy import audit
 
@@ -95,14 +94,15 @@ def _pullback(args) -> int:
     seed_everything(args.seed)
     cfg = _pullback_config(args)
     paths = collect_inputs(args.images)
-    out = Path(args.out)
+    out = prepare_out_dir(args.out, overwrite=args.overwrite, markers=("pullback.jsonl", "summary.json"),
+                          resumable=False)
     vae = load_vae(args.vae, device=resolve_device(args.device), dtype=args.dtype)
-    out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "audit pullback", {**vars(args), "func": None}, seed=args.seed)
     summary = audit.run_pullback_audit(vae, paths, out, cfg, seed=args.seed, progress=not args.quiet)
     print(f"{summary['n_images']} images ({summary['n_errors']} unreadable); mean log-volume "
           f"{summary['log_volume_mean']:.3f}; wrote {out / 'pullback.csv'}")
-    return 0
+    rows = JsonlWriter(out / "pullback.jsonl").rows()
+    return finish([(r["key"], r.get("error", "")) for r in rows if r.get("status") == "error"])
 
 
 def _add_pullback_args(p: argparse.ArgumentParser, *, top_k: int, oversample: int, power_iters: int, probes: int) -> None:
@@ -142,6 +142,7 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_pullback_args(p, top_k=10, oversample=5, power_iters=1, probes=16)
     add_common_args(p, out=True, model=True)
+    add_resume_args(p, resume=None, overwrite="write into an --out that holds an audit (it is replaced)")
     p.set_defaults(func=_membership)
 
     q = audit_sub.add_parser(
@@ -154,4 +155,5 @@ def register(subparsers) -> None:
     q.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_pullback_args(q, top_k=20, oversample=10, power_iters=2, probes=64)
     add_common_args(q, out=True, model=True)
+    add_resume_args(q, resume=None, overwrite="write into an --out that holds an audit (it is replaced)")
     q.set_defaults(func=_pullback)

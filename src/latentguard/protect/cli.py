@@ -2,7 +2,9 @@
 
 Writes one PNG per input (same stem; inputs sharing a stem get their folder's name prepended),
 ``results.jsonl`` (one row per input, resumable with ``--resume``), ``summary.csv``, ``summary.png`` and
-``run.json``. Unreadable inputs are reported on stderr, recorded with ``status: "error"`` and skipped.
+``run.json``. Unreadable inputs are reported on stderr, recorded with ``status: "error"`` and skipped; the
+run finishes the others and exits 1 naming them (0 when every input was protected, 2 for bad usage). An
+``--out`` that already holds ``results.jsonl`` is refused unless ``--resume`` or ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from latentguard.core.cli_args import add_common_args
+from latentguard.core.cli_args import add_common_args, add_resume_args
 from latentguard.core.errors import UserError
+from latentguard.core.outputs import EXIT_OK, finish
 from latentguard.core.units import cli_number
 from latentguard.protect.registry import NORMS, PRESETS, STEP_DECAYS, available, get
 
@@ -125,21 +128,20 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from latentguard.ops.runtime import torch_generator
-    from latentguard.io import JsonlWriter, collect_inputs, iter_images, save_image, write_manifest
+    from latentguard.io import JsonlWriter, collect_inputs, iter_images, prepare_out_dir, save_image, write_manifest
 
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.steps is not None and args.steps < 0:
-        raise UserError(f"--steps must be >= 0, got {args.steps}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps} (0 steps would write unprotected copies)")
     paths = collect_inputs(args.inputs)
     if not paths:
         raise UserError("no input images found")
+    out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     mask = _load_mask(args.mask) if args.mask else None
     method, models = _build_method(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     writer = JsonlWriter(out / "results.jsonl", resume=args.resume)
     done = writer.done_keys("key") if args.resume else set()
     config = {k: v for k, v in vars(args).items() if k not in ("func",)}
@@ -149,7 +151,8 @@ def _run(args: argparse.Namespace) -> int:
     write_manifest(out, "latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]), config, args.seed)
     stems = _stems(paths)
     todo = [p for p in paths if str(p.resolve()) not in done]
-    n_ok = n_err = 0
+    n_ok = 0
+    failures: list[tuple[str, str]] = []
     bar = tqdm(total=len(todo), desc=f"protect {args.method}", unit="img", disable=args.no_progress, file=sys.stderr)
     for path, img, err in iter_images(todo):
         key = str(path.resolve())
@@ -159,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
         if err is not None:
             print(f"latentguard: skipped {err}", file=sys.stderr)
             writer.write({**row, "status": "error", "error": str(err)})
-            n_err += 1
+            failures.append((str(path), getattr(err, "reason", str(err))))
             bar.update(1)
             continue
         try:
@@ -168,7 +171,7 @@ def _run(args: argparse.Namespace) -> int:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"latentguard: failed {path}: {msg}", file=sys.stderr)
             writer.write({**row, "status": "error", "error": msg})
-            n_err += 1
+            failures.append((str(path), msg))
             bar.update(1)
             continue
         dst = out / f"{stems[path]}.png"
@@ -185,8 +188,9 @@ def _run(args: argparse.Namespace) -> int:
     _write_summary(out, writer.rows())
     skipped = len(paths) - len(todo)
     print(f"protected {n_ok} image(s) with {args.method} (eps={method.eps:.5f}, {method.steps} steps)"
-          + (f", {skipped} already done" if skipped else "") + (f", {n_err} failed" if n_err else "") + f" -> {out}")
-    return 0 if (n_ok or skipped or not todo) else 1
+          + (f", {skipped} already done" if skipped else "") + (f", {len(failures)} failed" if failures else "")
+          + f" -> {out}")
+    return finish(failures) if failures else EXIT_OK
 
 
 def register(subparsers) -> None:
@@ -217,7 +221,9 @@ def register(subparsers) -> None:
     p.add_argument("--eot-samples", type=int, default=None, help="gradient draws per step")
     p.add_argument("--tile-size", type=int, default=None, help="tile larger images (pixels; 0 disables)")
     p.add_argument("--mask", default=None, metavar="FILE", help="image whose bright pixels (>0.5) mark the region to protect")
-    p.add_argument("--resume", action="store_true", help="skip inputs already in OUT/results.jsonl")
+    add_resume_args(p, resume="continue the run in --out: inputs already protected there are skipped",
+                    overwrite="start again in an --out that holds results (results.jsonl is restarted, images of "
+                              "the same name are replaced)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, out=True, model=True)
