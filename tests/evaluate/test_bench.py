@@ -155,9 +155,37 @@ def test_tables_follow_config_order_and_dedupe(tmp_path):
     tables = R.build_tables(cfg, loaded)
     assert len(tables) == 1
     t = tables[0]
-    assert t["columns"] == ["Method", "ε", "psnr ↓"]
+    assert t["columns"] == ["Method", "ε", "psnr vs clean edit ↓", "objective", "beats noise"]  # no vs_input rows
     assert [r["label"] for r in t["rows"]] == ["pca+", "no protection"]
     assert t["rows"][0]["values"]["psnr"] == pytest.approx(16.0)
+
+
+def test_tables_score_each_method_on_its_own_objective():
+    """PCA+ targets Objective 1 (its edit stays close to the input), PCA- Objective 2 (away from the clean edit):
+    each is judged against the equal-budget noise row on its own objective, its own columns marked."""
+    cfg = {"name": "t", "methods": ["pca+", "pca-", "random-noise", "none"], "budgets": [{"eps": 0.06, "label": "16/255"}],
+           "surrogates": ["s"], "targets": ["t"], "metrics": ["psnr"], "grid_images": 0}
+
+    def row(method, lab, obj2, obj1):
+        return {**_row(method, lab, "a", obj2), "vs_input": {"psnr": obj1}}
+
+    # pca+: its edit is closer to the input than noise's (30 > 25 dB) but not further from the clean edit (40 > 35);
+    # pca-: further from the clean edit than noise (20 < 35) and further from the input too (15 < 25)
+    rows = [row("pca+", "16/255", 40.0, 30.0), row("pca-", "16/255", 20.0, 15.0),
+            row("random-noise", "16/255", 35.0, 25.0), row("none", "0", 100.0, 26.0)]
+    t = R.build_tables(cfg, rows)[0]
+    assert t["columns"] == ["Method", "ε", "psnr vs clean edit ↓", "psnr vs input ↑", "objective", "beats noise"]
+    by = {r["method"]: r for r in t["rows"]}
+    assert (by["pca+"]["objective"], by["pca-"]["objective"], by["random-noise"]["objective"]) == (1, 2, None)
+    assert by["pca+"]["beats_noise"] == {"psnr": True} and by["pca-"]["beats_noise"] == {"psnr": True}
+    assert by["none"]["beats_noise"] == {} and by["pca+"]["values_input"] == {"psnr": 30.0}
+    md = R.tables_markdown([t], cfg, {})
+    assert "| pca+ | 16/255 | 40.00 | **30.00** | 1 | yes |" in md
+    assert "| pca- | 16/255 | **20.00** | 15.00 | 2 | yes |" in md
+    assert "| random noise | 16/255 | 35.00 | 25.00 | – | – |" in md
+    # a pca+ whose edit is further from the input than noise's misses its objective
+    t2 = R.build_tables(cfg, [row("pca+", "16/255", 10.0, 20.0), rows[2]])[0]
+    assert t2["rows"][0]["beats_noise"] == {"psnr": False}
 
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys):

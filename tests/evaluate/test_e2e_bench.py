@@ -128,7 +128,9 @@ def test_table_rows_and_columns_match_config(bench_dir):
     for sec in sections:
         lines = [ln for ln in sec.splitlines() if ln.startswith("|")]
         header = [c.strip() for c in lines[0].strip("|").split("|")]
-        assert header == ["Method", "ε", "psnr ↓", "ssim ↓", "embed-dist ↑", "embed-fid ↑", "embed-clip-score ↓"]
+        assert header == ["Method", "ε", "psnr vs clean edit ↓", "ssim vs clean edit ↓", "embed-dist vs clean edit ↑",
+                          "embed-fid vs clean edit ↑", "embed-clip-score vs clean edit ↓", "psnr vs input ↑",
+                          "ssim vs input ↑", "embed-dist vs input ↓", "objective", "beats noise"]
         labels = [ln.strip("|").split("|")[0].strip() for ln in lines[2:]]
         assert labels == ["pca+ (ε=8/255)", "pca+ (ε=16/255)", "random noise (ε=8/255)", "random noise (ε=16/255)",
                           "no protection"]
@@ -199,6 +201,7 @@ def test_standard_metrics_wired_when_available(tmp_path, monkeypatch):
     rows = _rows(tmp_path / "o")
     assert all(r["status"] == "ok" and {"lpips", "clip-score"} <= set(r["metrics"]) for r in rows)
     md = (tmp_path / "o" / "table.md").read_text()
-    assert "| lpips ↑ | fid ↑ | clip-score ↓ |" in md.replace("psnr ↓ | ", "")
+    assert "| lpips vs clean edit ↑ | fid vs clean edit ↑ | clip-score vs clean edit ↓ |" in md.replace(
+        "psnr vs clean edit ↓ | ", "")
     none_line = next(ln for ln in md.splitlines() if ln.startswith("| no protection"))
     assert none_line.split("|")[5].strip() == "1.00"  # fake FID of identical sets

@@ -29,11 +29,13 @@ from latentguard.ops.metrics import REGISTRY as METRICS
 from latentguard.evaluate.plots import write_grids, write_plots
 from latentguard.evaluate.tables import (
     EDIT_KEYS,
+    OBJECTIVES_NOTE,
     budget_table,
     build_tables,
     format_value,
     load_results,
     method_label,
+    row_cells,
     summarize,
     tables_markdown,
     write_summary_csv,
@@ -82,9 +84,8 @@ def write_html(out: Path, cfg: dict, manifest: dict, rows: list[dict], tables: l
         "n_unavailable": sum(r.get("status") == "unavailable" for r in rows),
         "metric_notes": [(m, METRICS[m].description) for m in cfg.get("metrics", []) if METRICS[m].stands_in_for],
         "standard_notes": [(k.upper(), v) for k, v in manifest.get("standard_metrics", {}).items()],
-        "tables": [{"title": t["title"], "columns": t["columns"],
-                    "body": [[r["label"], "–" if r["method"] == "none" else r["eps_label"]]
-                             + [format_value(m, r["values"][m]) for m in t["metrics"]] for r in t["rows"]]}
+        "objectives_note": OBJECTIVES_NOTE,
+        "tables": [{"title": t["title"], "columns": t["columns"], "body": [row_cells(t, r) for r in t["rows"]]}
                    for t in tables],
         "budget_rows": [[b["method"], b["eps_label"], b["surrogate"], b["n_images"], f"{b['linf_max'] * 255:.2f}",
                          format_value("psnr", b["psnr"]), format_value("ssim", b["ssim"])]

@@ -5,6 +5,12 @@
 over each group (:func:`latentguard.evaluate.scoring.set_metric`); ``build_tables`` lays them out one
 table per (surrogate, target, edit family, purification), method rows in the config's order, metric
 columns with the arrow giving the direction of *stronger protection*.
+
+Every table shows both of PCA's edit objectives (docs/evaluate.md): **Objective 2**, d(f(x+delta), f(x)) (the
+edit of the protected image against the clean edit: "vs clean edit" columns, stronger = further), and
+**Objective 1**, d(f(x+delta), x) (against the input: "vs input" columns, stronger = closer). Each method is
+scored on the objective its class declares (``edit_objective``: PCA+ 1, PCA- and the baselines 2); its own
+columns are marked, and ``beats noise`` compares them with the equal-budget random-noise row.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from latentguard.ops.metrics import REGISTRY as METRICS
 from latentguard.evaluate.scoring import set_metric
+from latentguard.ops.metrics import REGISTRY as METRICS
+from latentguard.protect.registry import BUILTIN, get_class
 
 FAMILY_ORDER = ("recon-mean", "recon-sample", "img2img", "inpaint")
 _FMT = {"psnr": "{:.2f}", "ssim": "{:.4f}", "embed-dist": "{:.4f}", "embed-fid": "{:.3f}",
@@ -105,7 +112,7 @@ def summarize(rows: list[dict], metrics: list[str], by: tuple[str, ...], out_dir
                 s[m] = set_metric(m, rs, out_dir)
                 continue
             s[m], s[f"{m}_std"] = _stats([r["metrics"].get(m) for r in rs])
-        for m in ("psnr", "ssim", "embed-dist"):
+        for m in metrics:
             if any(m in r.get("vs_input", {}) for r in rs):
                 s[f"vs_input_{m}"] = _stats([r["vs_input"].get(m) for r in rs])[0]
         for m in ("psnr", "ssim", "linf"):
@@ -131,6 +138,31 @@ def write_summary_csv(path: Path, summary: list[dict]) -> None:
             w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in s.items()})
 
 
+# ------------------------------------------------------------------------------------------ objectives
+def objective_of(method: str) -> int | None:
+    """The edit objective ``method`` targets (1 or 2, its class's ``edit_objective``); None for the controls
+    (``none``, ``random-noise``) and for names that are not registered protections."""
+    if method not in BUILTIN:
+        try:
+            return getattr(get_class(method), "edit_objective", None)
+        except (KeyError, ValueError):
+            return None
+    return get_class(method).edit_objective
+
+
+def input_arrow(metric: str) -> str:
+    """The direction of stronger protection on Objective 1 (closer to the input): the reverse of Objective 2's."""
+    return "↑" if METRICS[metric].higher_is_better else "↓"
+
+
+def beats(metric: str, objective: int, value: float | None, noise: float | None) -> bool | None:
+    """Whether ``value`` is a stronger protection than the noise row's ``noise`` on ``objective`` (None: missing)."""
+    if value is None or noise is None or not (math.isfinite(value) and math.isfinite(noise)):
+        return None
+    further = value < noise if METRICS[metric].higher_is_better else value > noise  # from the reference
+    return further if objective == 2 else (not further and value != noise)
+
+
 # -------------------------------------------------------------------------------------------- tables
 def method_label(method: str, eps_label: str, several_budgets: bool) -> str:
     if method == "none":
@@ -143,8 +175,11 @@ def method_label(method: str, eps_label: str, several_budgets: bool) -> str:
 def build_tables(cfg: dict, rows: list[dict], out_dir: Path | None = None) -> list[dict]:
     """Paper-style tables: ``[{"title", "surrogate", "target", "family", "purification", "columns", "rows"}]``.
 
-    ``columns`` are ``["Method", "ε"] + [f"{metric} {arrow}" ...]`` in the config's metric order; ``rows``
-    follow the config's method order (x budgets).
+    ``columns``: ``["Method", "ε"]``, then ``f"{metric} vs clean edit {arrow}"`` per metric (Objective 2), then
+    ``f"{metric} vs input {arrow}"`` per metric measured against the input (Objective 1; absent when no row has
+    it), then ``"objective"`` and ``"beats noise"``. ``rows`` follow the config's method order (x budgets); each
+    has ``values`` (Objective 2), ``values_input`` (Objective 1), ``objective`` and ``beats_noise``
+    (metric -> bool, on the row's own objective against the random-noise row of the same budget).
     """
     metrics = list(cfg.get("metrics", []))
     fam = summarize(rows, metrics, FAMILY_KEYS, out_dir)
@@ -164,26 +199,61 @@ def build_tables(cfg: dict, rows: list[dict], out_dir: Path | None = None) -> li
                     if not sel:
                         continue
                     trows = []
+                    input_metrics = [k for k in metrics if any(f"vs_input_{k}" in s for s in sel.values())]
                     for m, lab in order:
                         s = sel.get((m, lab))
                         if s is None:
                             continue
                         trows.append({"method": m, "eps_label": lab, "label": method_label(m, lab, several),
-                                      "values": {k: s.get(k) for k in metrics}, "n": s["n"],
+                                      "values": {k: s.get(k) for k in metrics},
+                                      "values_input": {k: s.get(f"vs_input_{k}") for k in input_metrics},
+                                      "objective": objective_of(m), "n": s["n"],
                                       "input_psnr": s.get("input_psnr"), "input_linf": s.get("input_linf")})
+                    for r in trows:
+                        noise = sel.get(("random-noise", r["eps_label"]))
+                        obj = r["objective"]
+                        r["beats_noise"] = {} if obj is None or noise is None else {
+                            k: beats(k, obj, (r["values"] if obj == 2 else r["values_input"]).get(k),
+                                     noise.get(k) if obj == 2 else noise.get(f"vs_input_{k}"))
+                            for k in (metrics if obj == 2 else input_metrics)}
                     title = f"{fa} on {tg} (surrogate {sg}, purification {pu})"
                     tables.append({"title": title, "surrogate": sg, "target": tg, "family": fa, "purification": pu,
-                                   "metrics": metrics,
-                                   "columns": ["Method", "ε"] + [f"{m} {METRICS[m].protection_arrow}" for m in metrics],
+                                   "metrics": metrics, "input_metrics": input_metrics,
+                                   "columns": ["Method", "ε"]
+                                   + [f"{m} vs clean edit {METRICS[m].protection_arrow}" for m in metrics]
+                                   + [f"{m} vs input {input_arrow(m)}" for m in input_metrics]
+                                   + ["objective", "beats noise"],
                                    "rows": trows})
     return tables
 
 
+def row_cells(t: dict, r: dict) -> list[tuple[str, bool]]:
+    """A table row as ``(text, own objective)`` cells: the columns of the row's own objective are marked."""
+    eps = "–" if r["method"] == "none" else r["eps_label"]
+    obj = r.get("objective")
+    cells = [(r["label"], False), (eps, False)]
+    cells += [(format_value(m, r["values"][m]), obj == 2) for m in t["metrics"]]
+    cells += [(format_value(m, r["values_input"].get(m)), obj == 1) for m in t.get("input_metrics", [])]
+    cells.append(("–" if obj is None else str(obj), False))
+    verdict = r.get("beats_noise") or {}
+    known = [v for v in verdict.values() if v is not None]
+    cells.append(("–" if not known else ("yes" if all(known) else
+                  "no" if not any(known) else "on " + ", ".join(k for k, v in verdict.items() if v)), False))
+    return cells
+
+
+OBJECTIVES_NOTE = ("Two objectives (PCA's official README; docs/evaluate.md): **Objective 2**, d(f(x+δ), f(x)), "
+                   "the edit of the protected image against the same edit of the clean image (same seed and noise): "
+                   "*vs clean edit* columns, stronger protection = further; **Objective 1**, d(f(x+δ), x), the edit "
+                   "against the input: *vs input* columns, stronger protection = closer (the editor is neutralised). "
+                   "Each method is scored on the objective it targets (`objective`: PCA+ 1, PCA- and the baselines "
+                   "2), its own columns in bold; *beats noise* compares them with the equal-budget random-noise row. "
+                   "Arrows give the direction of stronger protection. Cells are means over images (and prompts).")
+
+
 def tables_markdown(tables: list[dict], cfg: dict, manifest: dict) -> str:
     lines = [f"# {cfg.get('name', 'bench')}: results", ""]
-    lines.append("Each cell: mean over images (and prompts) of edit(protected) vs edit(clean) — the same edit, "
-                 "seed and noise applied to the clean photo. Arrows give the direction of *stronger protection* "
-                 "(the edit of the protected image is further from the clean edit).")
+    lines.append(OBJECTIVES_NOTE)
     lines.append("")
     stand = [m for m in cfg.get("metrics", []) if METRICS[m].stands_in_for]
     if stand:
@@ -201,8 +271,7 @@ def tables_markdown(tables: list[dict], cfg: dict, manifest: dict) -> str:
         lines.append("| " + " | ".join(t["columns"]) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(t["columns"]) - 1)) + "|")
         for r in t["rows"]:
-            eps = "–" if r["method"] == "none" else r["eps_label"]
-            lines.append("| " + " | ".join([r["label"], eps] + [format_value(m, r["values"][m]) for m in t["metrics"]]) + " |")
+            lines.append("| " + " | ".join(f"**{c}**" if own and c != "–" else c for c, own in row_cells(t, r)) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
