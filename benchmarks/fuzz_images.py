@@ -5,8 +5,8 @@ RGB/RGBA/gray/gray+alpha via pypng, JPEG RGB/L/CMYK, WebP RGB/RGBA, animated PNG
 BMP, GIF (a format outside the allow-list)). Each generated case is one seed mutated by one or more of: truncation,
 bit flips, byte overwrites, a wrong header (another format's magic), a huge or zero declared size (PNG IHDR with a
 valid CRC, BMP header, JPEG SOF), a corrupted chunk length; plus random bytes, empty files, text, and decompression
-bombs (declared sizes far above the pixel limit; one all-zero 8000x8000 PNG exactly at the 64-Mpixel limit, which is
-decoded, to show the memory a legal worst case costs).
+bombs (declared sizes far above the pixel limit; and, last, one all-zero 8000x8000 PNG exactly at the 64-Mpixel
+limit, which is decoded, to show what a legal worst case costs: the ``*_malformed_only`` figures are taken before it).
 
 Every case is written to a file and read with :func:`latentguard.io.read_image` (what ``load_image`` and ``protect``
 use), each under a 30 s alarm. Writes ``benchmarks/results/fuzz_images.json``: the count of inputs, decoded vs
@@ -181,17 +181,21 @@ def cases(n: int, seed: int = 0, include_limit: bool = True):
     """``n`` cases ``(variant, ops, bytes)``: the bombs, the intact seeds, garbage, then mutated seeds."""
     rng = np.random.default_rng(seed)
     seeds_cache.update(seeds(rng))
-    fixed = [(k, ["bomb"], v) for k, v in bombs(include_limit).items()]
+    all_bombs = bombs(include_limit)
+    limit = {k: all_bombs.pop(k) for k in list(all_bombs) if k.startswith("limit")}
+    fixed = [(k, ["bomb"], v) for k, v in all_bombs.items()]
     fixed += [(k, ["intact"], v) for k, v in seeds_cache.items()]
     fixed += [("empty", ["empty"], b""), ("text", ["text"], b"hello, not an image\n"),
               ("random", ["random"], rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())]
     for item in fixed[:n]:
         yield item
     names = sorted(seeds_cache)
-    for _ in range(max(0, n - len(fixed))):
+    for _ in range(max(0, n - len(fixed) - len(limit))):
         k = names[int(rng.integers(0, len(names)))]
         data, ops = mutate(seeds_cache[k], rng)
         yield k, ops, data
+    for k, v in limit.items():  # last, so that the figures before it show the malformed files alone
+        yield k, ["limit"], v
 
 
 class _Hang(Exception):
@@ -220,6 +224,7 @@ def run(n: int, seed: int = 0, *, timeout_s: int = 30, progress: bool = True, in
     unexpected: list[dict] = []
     hangs: list[dict] = []
     slowest = (0.0, "")
+    before_limit = None
     total = 0
     signal.signal(signal.SIGALRM, _alarm)
     with tempfile.TemporaryDirectory(prefix="fuzz_images_") as tmp:
@@ -229,6 +234,8 @@ def run(n: int, seed: int = 0, *, timeout_s: int = 30, progress: bool = True, in
             by_variant[variant] += 1
             for op in ops:
                 by_op[op] += 1
+            if ops == ["limit"]:
+                before_limit = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, slowest)
             path.write_bytes(data)
             t0 = time.perf_counter()
             signal.alarm(timeout_s)
@@ -252,6 +259,11 @@ def run(n: int, seed: int = 0, *, timeout_s: int = 30, progress: bool = True, in
             if progress and (i + 1) % 1000 == 0:
                 print(f"{i + 1}/{n} files, {time.time() - t_start:.0f} s", file=sys.stderr)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    malformed = {} if before_limit is None else {
+        "peak_rss_mb_malformed_only": round(before_limit[0] / 1024, 1),
+        "max_seconds_per_file_malformed_only": round(before_limit[1][0], 3),
+        "slowest_malformed_file": before_limit[1][1],
+    }
     return {
         "inputs": total,
         "decoded": counts.pop("decoded", 0),
@@ -262,6 +274,7 @@ def run(n: int, seed: int = 0, *, timeout_s: int = 30, progress: bool = True, in
         "peak_rss_mb": round(peak_kb / 1024, 1),
         "max_seconds_per_file": round(slowest[0], 3),
         "slowest_file": slowest[1],
+        **malformed,
         "mean_seconds_per_file": round((time.time() - t_start) / max(total, 1), 5),
         "seconds_total": round(time.time() - t_start, 1),
         "by_variant": dict(sorted(by_variant.items())),
