@@ -194,7 +194,8 @@ def _run(args: argparse.Namespace) -> int:
             bits = 8
         if args.lossy and alpha is not None and args.lossy[0] == "jpeg":
             notes.append("transparency flattened onto white (JPEG has no alpha; PNG or --lossy webp keep it)")
-            protected = (protected * alpha[0] + (1 - alpha[0])).clamp(0, 1)
+            a = alpha[0].to(protected.device)
+            protected = (protected * a + (1 - a)).clamp(0, 1)
             alpha = None
         if notes:
             print(f"latentguard: note: {path}: {'; '.join(notes)}", file=sys.stderr)
