@@ -181,3 +181,59 @@ def test_steps_below_one_is_bad_usage(images, tmp_path, capsys, steps):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--steps must be >= 1" in err
     assert not (tmp_path / "o" / "a.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# protect keeps alpha and 16 bits (item 8); --lossy FORMAT:Q with a one-line warning (item 3)
+# ---------------------------------------------------------------------------------------------------------------
+def test_protect_keeps_alpha_and_16_bits(images, tmp_path, capsys):
+    import numpy as np
+    import png
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(images / "a.png").convert("RGB"))
+    alpha = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(images / "rgba.png")
+    Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA").save(images / "gray_alpha.png")
+    deep = rgb.astype(np.uint16) * 257 + 100
+    png.Writer(32, 32, greyscale=False, bitdepth=16).write(open(images / "deep.png", "wb"),
+                                                           deep.reshape(32, 96).tolist())
+    (images / "b.png").unlink()
+    out = tmp_path / "o"
+    assert _protect([images], out) == 0
+    for name in ("rgba.png", "gray_alpha.png"):
+        o = Image.open(out / name)
+        assert o.mode == "RGBA"
+        assert np.array_equal(np.asarray(o)[..., 3], alpha)  # the alpha goes back on unchanged
+        assert np.abs(np.asarray(o)[..., :3].astype(int) - np.asarray(Image.open(images / name).convert("RGBA"))[..., :3]
+                      ).max() <= 16  # the colour is protected within the budget
+    w, h, rows, info = png.Reader(filename=str(out / "deep.png")).asDirect()
+    assert info["bitdepth"] == 16 and not info["alpha"]
+    got = np.vstack([np.asarray(r, dtype=np.int64) for r in rows]).reshape(32, 32, 3)
+    diff = np.abs(got - deep)
+    assert 0 < diff.max() <= 16 * 257 + 1 and (diff % 257 != 0).any()  # a 16-bit perturbation, not 8-bit steps
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in _rows(out)}
+    assert rows["deep.png"]["bits"] == 16 and rows["rgba.png"]["alpha"] is True and rows["a.png"]["bits"] == 8
+
+
+def test_protect_lossy_jpeg_warns_once(images, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(images / "a.png").convert("RGB"))
+    Image.fromarray(np.dstack([rgb, np.full((32, 32), 128, np.uint8)]), "RGBA").save(images / "b.png")
+    out = tmp_path / "o"
+    assert _protect([images], out, "--lossy", "jpeg:90") == 0
+    err = capsys.readouterr().err
+    warn = [line for line in err.splitlines() if "warning" in line]
+    assert len(warn) == 1 and warn[0].startswith("latentguard: warning: --lossy jpeg:90") and "weakens" in warn[0]
+    assert "b.png: transparency flattened" in err
+    assert Image.open(out / "a.jpg").format == "JPEG" and Image.open(out / "b.jpg").mode == "RGB"
+    assert not (out / "a.png").exists()
+
+
+@pytest.mark.parametrize("spec", ["gif", "jpeg:0", "jpeg:abc", "png"])
+def test_protect_lossy_bad_spec_is_usage(tmp_path, capsys, spec):
+    with pytest.raises(SystemExit) as exc:
+        main(["protect", "x.png", "--out", str(tmp_path / "o"), "--lossy", spec])
+    assert exc.value.code == 2 and "--lossy" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from latentguard import __version__
 from latentguard import demo
+from latentguard.core import logs
 from latentguard.core.errors import UserError
 from latentguard.core.outputs import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE,
                                        check_out_dir)
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_STATUS_HELP,
     )
     parser.add_argument("--version", action="version", version=f"latentguard {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logs and tracebacks")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show debug logs, tracebacks and the libraries' own notices and warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in CAPABILITY_CLIS:
         mod.register(sub)
@@ -86,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logs.configure(args.verbose)  # the libraries' notices only with -v
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -39,6 +39,24 @@ def add_resume_args(p: argparse.ArgumentParser, *, resume: str | None = "continu
     p.add_argument("--overwrite", action="store_true", help=overwrite)
 
 
+LOSSY_FORMATS = {"jpeg": ".jpg", "jpg": ".jpg", "webp": ".webp"}
+
+
+def lossy_spec(text: str) -> tuple[str, int]:
+    """argparse ``type`` of ``--lossy FORMAT[:QUALITY]`` (``jpeg:95``, ``webp:90``; quality 1-100, default 95) ->
+    ``(format, quality)`` with format ``jpeg`` or ``webp``."""
+    fmt, _, q = str(text).strip().lower().partition(":")
+    if fmt not in LOSSY_FORMATS:
+        raise argparse.ArgumentTypeError(f"{text!r}: use jpeg[:QUALITY] or webp[:QUALITY], e.g. jpeg:95 or webp:90")
+    try:
+        quality = int(q) if q else 95
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the quality must be an integer 1-100, e.g. jpeg:95") from None
+    if not 1 <= quality <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: the quality must be 1-100")
+    return ("jpeg" if fmt == "jpg" else fmt), quality
+
+
 def get_audit_subparsers(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Return the sub-subparsers of ``latentguard audit``, creating the ``audit`` parser once.
 

@@ -3,10 +3,13 @@
 from latentguard.io.images import (
     ALLOWED_FORMATS,
     ImageLoadError,
+    LoadedImage,
     LossyFormatWarning,
     collect_inputs,
     iter_images,
+    iter_read,
     load_image,
+    read_image,
     read_provenance,
     save_image,
 )
@@ -14,7 +17,8 @@ from latentguard.io.manifest import JsonlWriter, package_versions, write_manifes
 from latentguard.io.outputs import atomic_write, atomic_write_text, prepare_out_dir
 
 __all__ = [
-    "ALLOWED_FORMATS", "ImageLoadError", "LossyFormatWarning", "collect_inputs", "iter_images", "load_image",
+    "ALLOWED_FORMATS", "ImageLoadError", "LoadedImage", "LossyFormatWarning", "collect_inputs", "iter_images",
+    "iter_read", "load_image", "read_image",
     "read_provenance", "save_image", "JsonlWriter", "atomic_write", "atomic_write_text", "package_versions",
     "prepare_out_dir", "write_manifest",
 ]

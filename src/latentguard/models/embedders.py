@@ -18,6 +18,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from latentguard.core.logs import quiet_libraries
 from latentguard.models.errors import ModelLoadError
 from latentguard.models.hub import HUB_ID as _HUB_ID
 from latentguard.models.hub import load_from_hub
@@ -114,6 +115,8 @@ class ClipEmbedder:
 
     def __init__(self, where: str, device: str | torch.device = "cpu") -> None:
         from transformers import CLIPModel, CLIPProcessor
+
+        quiet_libraries()  # transformers' notices and weight-loading bar only with -v
 
         def load(local_only: bool):
             return (CLIPModel.from_pretrained(where, use_safetensors=True, local_files_only=local_only),

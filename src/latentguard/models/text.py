@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from latentguard.core.logs import quiet_libraries
+
 MAX_TOKENS = 32
 HIDDEN = 384
 
@@ -32,6 +34,7 @@ def load_text_tower(device: str = "cpu"):
     """(tokenizer, BertModel) of all-MiniLM-L6-v2, frozen, eval mode, ``model_max_length`` 32."""
     from transformers import AutoTokenizer, BertModel
 
+    quiet_libraries()  # its load report (the unused pooler) and weight-loading bar only with -v
     path = minilm_dir()
     tok = AutoTokenizer.from_pretrained(str(path))
     tok.model_max_length = MAX_TOKENS

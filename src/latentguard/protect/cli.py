@@ -1,6 +1,8 @@
 """``latentguard protect INPUT... --method pca+ --model zoo:vae-a --eps 16/255 --steps 40 --out DIR``.
 
-Writes one PNG per input (same stem; inputs sharing a stem get their folder's name prepended),
+Writes one PNG per input (same stem; inputs sharing a stem get their folder's name prepended; ``--lossy jpeg:95``
+or ``webp:90`` writes that format instead, with a warning), the colour protected and any alpha channel written
+back unchanged, at the input's bit depth (16-bit inputs give 16-bit PNGs; a note says what a format cannot keep),
 ``results.jsonl`` (one row per input, resumable with ``--resume``), ``summary.csv``, ``summary.png`` and
 ``run.json``. Unreadable inputs are reported on stderr, recorded with ``status: "error"`` and skipped; the
 run finishes the others and exits 1 naming them (0 when every input was protected, 2 for bad usage). An
@@ -16,7 +18,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from latentguard.core.cli_args import add_common_args, add_resume_args
+from latentguard.core.cli_args import LOSSY_FORMATS, add_common_args, add_resume_args, lossy_spec
 from latentguard.core.errors import UserError
 from latentguard.core.outputs import EXIT_OK, finish
 from latentguard.core.units import cli_number
@@ -124,11 +126,14 @@ def _write_summary(out: Path, rows: list[dict]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     # deferred: torch (and the io/runtime modules, which import it)
+    import warnings
+
     import torch
     from tqdm.auto import tqdm
 
     from latentguard.ops.runtime import torch_generator
-    from latentguard.io import JsonlWriter, collect_inputs, iter_images, prepare_out_dir, save_image, write_manifest
+    from latentguard.io import (JsonlWriter, LossyFormatWarning, collect_inputs, iter_read, prepare_out_dir, save_image,
+                                write_manifest)
 
     if args.threads is not None:
         if args.threads < 1:
@@ -153,10 +158,16 @@ def _run(args: argparse.Namespace) -> int:
     todo = [p for p in paths if str(p.resolve()) not in done]
     n_ok = 0
     failures: list[tuple[str, str]] = []
+    suffix, quality = (LOSSY_FORMATS[args.lossy[0]], args.lossy[1]) if args.lossy else (".png", None)
+    if args.lossy:
+        print(f"latentguard: warning: --lossy {args.lossy[0]}:{quality} writes {args.lossy[0].upper()} files; lossy "
+              "re-encoding weakens the protection (docs/survival.md measures by how much); PNG keeps all of it",
+              file=sys.stderr)
     bar = tqdm(total=len(todo), desc=f"protect {args.method}", unit="img", disable=args.no_progress, file=sys.stderr)
-    for path, img, err in iter_images(todo):
+    for path, loaded, err in iter_read(todo):
         key = str(path.resolve())
         row = {"key": key, "input": str(path), "method": args.method}
+        img = loaded.rgb if loaded is not None else None  # the colour; an alpha channel goes back on unchanged
         if err is None and mask is not None and mask.shape[-2:] != img.shape[-2:]:
             err = ValueError(f"{path}: mask size {tuple(mask.shape[-2:])} != image size {tuple(img.shape[-2:])}")
         if err is not None:
@@ -174,14 +185,29 @@ def _run(args: argparse.Namespace) -> int:
             failures.append((str(path), msg))
             bar.update(1)
             continue
-        dst = out / f"{stems[path]}.png"
+        dst = out / f"{stems[path]}{suffix}"
         rec = res.records[0].to_dict()
         rec.pop("index", None)
-        save_image(res.images[0], dst, metadata={
-            "method": args.method, "eps": method.eps, "norm": method.norm, "steps": method.steps,
-            "surrogates": models if args.method not in DIFFUSION_METHODS else [args.pipeline], "source": path.name})
+        protected, alpha, bits, notes = res.images[0], loaded.alpha, loaded.bits, list(loaded.notes)
+        if args.lossy and bits > 8:
+            notes.append(f"written at 8 bits per channel ({args.lossy[0].upper()} holds no more; PNG keeps 16)")
+            bits = 8
+        if args.lossy and alpha is not None and args.lossy[0] == "jpeg":
+            notes.append("transparency flattened onto white (JPEG has no alpha; PNG or --lossy webp keep it)")
+            a = alpha[0].to(protected.device)
+            protected = (protected * a + (1 - a)).clamp(0, 1)
+            alpha = None
+        if notes:
+            print(f"latentguard: note: {path}: {'; '.join(notes)}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossyFormatWarning)  # said once above
+            save_image(protected, dst, alpha=alpha, bits=bits, lossy=bool(args.lossy), quality=quality or 95,
+                       metadata={"method": args.method, "eps": method.eps, "norm": method.norm, "steps": method.steps,
+                                 "surrogates": models if args.method not in DIFFUSION_METHODS else [args.pipeline],
+                                 "source": path.name})
         writer.write({**row, "status": "ok", "output": str(dst), "height": int(img.shape[-2]),
-                      "width": int(img.shape[-1]), **rec})
+                      "width": int(img.shape[-1]), "alpha": alpha is not None, "bits": bits,
+                      **({"notes": notes} if notes else {}), **rec})
         n_ok += 1
         bar.update(1)
     bar.close()
@@ -224,6 +250,8 @@ def register(subparsers) -> None:
     add_resume_args(p, resume="continue the run in --out: inputs already protected there are skipped",
                     overwrite="start again in an --out that holds results (results.jsonl is restarted, images of "
                               "the same name are replaced)")
+    p.add_argument("--lossy", type=lossy_spec, default=None, metavar="FORMAT[:Q]",
+                   help="write JPEG or WebP instead of PNG, e.g. jpeg:95 or webp:90 (weakens the protection)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common_args(p, out=True, model=True)
