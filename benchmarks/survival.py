@@ -129,8 +129,11 @@ def part_select(args) -> None:
              ("eot+identity 40x2", {"transforms": ROBUST_EOT + ",identity", "eot_samples": 2}),
              ("eot 80x1", {"transforms": ROBUST_EOT, "eot_samples": 1, "steps": 80})]
     res: dict = {"images": ids, "size": 64, "purifications": [p.name for p in purifs], "candidates": {}}
+    only = set(args.candidates) if args.candidates else None
     for method in args.methods or ("pca+", "photoguard-enc"):
         for label, kw in cands:
+            if only and label not in only:
+                continue
             xp, secs = _protect(method, "default", x, models, **kw)
             rows = score_batch(_items(x, xp, ids, method), purifs, model, cache=cache)
             res["candidates"].setdefault(method, {})[label] = {"params": kw, "protect_seconds": round(secs, 2),
@@ -158,9 +161,6 @@ def part_main(args, size: int) -> None:
     res: dict = {"images": ids, "size": size, "surrogate": SURROGATE, "target": TARGET, "eps": "16/255",
                  "steps": 40, "purifications": [{"name": p.name, "unavailable": getattr(p, "reason", None)}
                                                 for p in purifs], "methods": {}}
-    old = json.loads(OUT.read_text()).get(section) if OUT.exists() else None
-    if old and old.get("images") == ids and old.get("purifications") == res["purifications"]:
-        res["methods"] = old["methods"]  # another run of this section with other methods: keep its rows
     cache: dict = {}
     for spec in methods:
         method, _, preset = spec.partition(":")
@@ -169,10 +169,17 @@ def part_main(args, size: int) -> None:
         rows = score_batch(_items(x, xp, ids, method), purifs, model, cache=cache)
         vis = {"psnr": round(float((10 * torch.log10(1 / ((xp - x) ** 2).flatten(1).mean(1))).mean()), 2),
                "linf_255": round(float((xp - x).abs().max()) * 255, 2)}
-        res["methods"][spec] = {"protect_seconds": round(secs, 2), "score_seconds": round(time.perf_counter() - t0, 1),
-                                "visibility": vis, "unpurified": _unpurified(rows), "retained": _agg(rows)}
+        entry = {"protect_seconds": round(secs, 2), "score_seconds": round(time.perf_counter() - t0, 1),
+                 "visibility": vis, "unpurified": _unpurified(rows), "retained": _agg(rows)}
         print(spec, f"protect {secs:.1f}s", json.dumps({e: {p: v["retained"] for p, v in d.items()}
                                                          for e, d in _agg(rows).items()}), flush=True)
+        # re-read the file at each write: several runs of one section (other methods) may write beside this one
+        doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+        old = doc.get(section)
+        if old and old.get("images") == ids and old.get("purifications") == res["purifications"]:
+            res["methods"] = {**old["methods"], spec: entry}
+        else:
+            res["methods"] = {spec: entry}
         _merge(section, res)
 
 
@@ -231,6 +238,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=None, help="METHOD[:PRESET] ...")
     ap.add_argument("--purify", default=None, help="comma-separated purifications (default: the survival defaults)")
     ap.add_argument("--gridpure-iterations", type=int, default=20)
+    ap.add_argument("--candidates", nargs="*", default=None, help="select: only these candidate labels")
     ap.add_argument("--table", action="store_true", help="print the docs table from the JSON")
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -177,7 +177,7 @@ class ProtectOutput:
 #: The ``robust`` preset of the encoder-only methods: EOT over :data:`~latentguard.ops.transforms.ROBUST_EOT`
 #: (JPEG q 50-95 or resize x0.5-1 per draw) with ``eot_samples`` draws per step (the step count stays the
 #: method's). Chosen by measurement (docs/survival.md, ``benchmarks/survival.py --part select``).
-ROBUST_PRESET: dict[str, Any] = {"transforms": ROBUST_EOT, "eot_samples": 2}
+ROBUST_PRESET: dict[str, Any] = {"transforms": ROBUST_EOT, "eot_samples": 1}
 
 
 @dataclass(frozen=True, kw_only=True)
