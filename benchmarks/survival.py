@@ -18,7 +18,8 @@ Parts (each merges its section into ``benchmarks/results/survival.json``):
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/survival.py --part select
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/survival.py --part main64
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/survival.py --part main256 --images 2
-    PYTHONPATH=src python benchmarks/survival.py --table     # the docs table from the JSON
+    PYTHONPATH=src python benchmarks/survival.py --table        # the docs table from the JSON
+    PYTHONPATH=src python benchmarks/survival.py --write-docs   # ... written into docs/survival.md
 """
 
 from __future__ import annotations
@@ -216,10 +217,16 @@ def table() -> str:
     if "select" in doc:
         s = doc["select"]
         lines += [f"**Choosing the robust preset** (64 px, {len(s['images'])} photos, retained on Objective 2, "
-                  "img2img / recon):", "",
+                  "img2img / recon; the plain and the 40x1 rows are main64's `pca+` and `pca+ robust`, which are the "
+                  "same protections):", "",
                   "| method | EOT | protect s | " + " | ".join(s["purifications"]) + " |",
                   "|---|---|---:|" + "---:|" * len(s["purifications"])]
         for method, cands in s["candidates"].items():
+            m64 = doc.get("main64", {}).get("methods", {})
+            if doc.get("main64", {}).get("images") == s["images"]:
+                extra = {lab: m64[k] for lab, k in (("plain", f"{method}:default"), ("eot 40x1", f"{method}:robust"))
+                         if k in m64 and lab not in cands}
+                cands = {**extra, **cands}
             for label, c in cands.items():
                 cells = []
                 for p in s["purifications"]:
@@ -240,10 +247,18 @@ def main() -> None:
     ap.add_argument("--gridpure-iterations", type=int, default=20)
     ap.add_argument("--candidates", nargs="*", default=None, help="select: only these candidate labels")
     ap.add_argument("--table", action="store_true", help="print the docs table from the JSON")
+    ap.add_argument("--write-docs", action="store_true", help="write the table into docs/survival.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.table:
         print(table())
+        return
+    if args.write_docs:
+        docs = ROOT / "docs" / "survival.md"
+        text = docs.read_text()
+        a, b = "<!-- survival:begin -->", "<!-- survival:end -->"
+        i, j = text.index(a) + len(a), text.index(b)
+        docs.write_text(text[:i] + "\n" + table() + "\n" + text[j:])
         return
     if args.part == "select":
         part_select(args)

@@ -203,3 +203,17 @@ def test_robust_preset(vae_a):
     assert protect.get("pca+", vae=vae_a, preset="robust", eot_samples=1).eot_samples == 1  # params override
     with pytest.raises(ValueError, match="encoder-only"):
         protect.get("mist", vae=vae_a, preset="robust")
+
+
+@pytest.mark.slow
+def test_protect_survival_flag_scores_what_protect_wrote(tmp_path, capsys, vae_a):
+    from latentguard.samples import sample_images
+
+    save_image(sample_images(32, 1)[0], tmp_path / "in" / "photo.png")
+    out = tmp_path / "prot"
+    rc = main(["protect", str(tmp_path / "in"), "--method", "pca-", "--steps", "2", "--out", str(out), "--no-progress",
+               "--device", "cpu", "--survival", "--survival-model", "zoo:vae-a", "--survival-purify", "jpeg-q75"])
+    assert rc == 0
+    doc = json.loads((out / "survival" / "survival.json").read_text())
+    assert [im["id"] for im in doc["images"]] == ["photo"] and doc["images"][0]["method"] == "pca-"
+    assert "jpeg-q75" in doc["summary"]["recon"] and "photo (pca-" in capsys.readouterr().out
