@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from latentguard.core.cli_args import add_common_args, add_resume_args
+from latentguard.core.errors import UserError
 from latentguard.core.outputs import finish
 
 
@@ -60,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--embedder", default="zoo:embed", help="embedder of the perceptual stand-in ('none' to skip)")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_resume_args(s, resume=None)
     add_common_args(s, out=True, model=False)
     s.set_defaults(func=_survival)
 
@@ -100,8 +102,8 @@ def _survival(args: argparse.Namespace) -> int:
     # deferred: torch, and the survival module's models
     import torch
 
-    from latentguard.core.errors import UserError
     from latentguard.evaluate.survival import DEFAULT_PURIFICATIONS, collect, pair_inputs, run_survival
+    from latentguard.io import prepare_out_dir
 
     if args.threads is not None:
         if args.threads < 1:
@@ -109,6 +111,7 @@ def _survival(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     purify = [p.strip() for p in args.purify.split(",") if p.strip()] if args.purify else list(DEFAULT_PURIFICATIONS)
     items = pair_inputs(collect(args.protected), collect(args.clean), method=args.method)
+    prepare_out_dir(args.out, overwrite=args.overwrite, markers=("survival.csv", "survival.json"), resumable=False)
     run_survival(items, args.out, model=args.model, purifications=purify, seed=args.seed, strength=args.strength,
                  edit_steps=args.edit_steps, upscaler=args.upscaler,
                  embedder=None if args.embedder in ("", "none") else args.embedder, device=args.device,
