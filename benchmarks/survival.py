@@ -150,6 +150,8 @@ def part_main(args, size: int) -> None:
     x = sample_images(size, args.images)
     ids = [p.stem for p in sample_paths()[: len(x)]]
     model = SurvivalModel.load(models, TARGET)
+    if args.edits:
+        model.edits = {k: v for k, v in model.edits.items() if k in args.edits}
     names = args.purify.split(",") if args.purify else list(DEFAULT_PURIFICATIONS)
     names = [f"gridpure-{args.gridpure_iterations}" if n == "gridpure" and args.gridpure_iterations != 20 else n
              for n in names]
@@ -160,6 +162,7 @@ def part_main(args, size: int) -> None:
         methods.append("fast:default")
     section = f"main{size}"
     res: dict = {"images": ids, "size": size, "surrogate": SURROGATE, "target": TARGET, "eps": "16/255",
+                 "edits": list(model.edits),
                  "steps": 40, "purifications": [{"name": p.name, "unavailable": getattr(p, "reason", None)}
                                                 for p in purifs], "methods": {}}
     cache: dict = {}
@@ -192,7 +195,7 @@ def table() -> str:
             continue
         d = doc[section]
         purifs = [p["name"] for p in d["purifications"]]
-        for edit in ("img2img", "recon"):
+        for edit in [e for e in ("img2img", "recon") if e in d.get("edits", ("img2img", "recon"))]:
             lines += [f"**{d['size']} px, {edit}** ({len(d['images'])} photos; retained on each method's own "
                       "objective, mean over the photos where it is defined; `obj2` = on Objective 2):", "",
                       "| method | unprotected edit PSNR to clean edit | " + " | ".join(purifs) + " |",
@@ -245,6 +248,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=None, help="METHOD[:PRESET] ...")
     ap.add_argument("--purify", default=None, help="comma-separated purifications (default: the survival defaults)")
     ap.add_argument("--gridpure-iterations", type=int, default=20)
+    ap.add_argument("--edits", nargs="*", default=None, help="main: only these edits (recon, img2img)")
     ap.add_argument("--candidates", nargs="*", default=None, help="select: only these candidate labels")
     ap.add_argument("--table", action="store_true", help="print the docs table from the JSON")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/survival.md")
