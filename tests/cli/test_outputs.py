@@ -29,6 +29,7 @@ OUT_COMMANDS = {
     ("poison",): ["poison", "d", "--kind", "none"],
     ("implosion",): ["implosion", "cfg.toml"],
     ("zoo", "train"): ["zoo", "train", "vae-a"],
+    ("survival",): ["survival", "x.png", "--clean", "y.png"],
 }
 
 

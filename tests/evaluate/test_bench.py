@@ -107,7 +107,8 @@ def test_schema_parameters_are_the_builders_parameters():
         assert set(spec) == set(fields), kind
         assert {k: v for k, v in spec.items() if k != "prompts"} == {k: v for k, v in fields.items() if k != "prompts"}
     purifiers = {"none": P.NoPurification, "jpeg": P.JPEG, "resize": P.Resize, "blur": P.GaussianBlur,
-                 "noise": P.GaussianNoise, "diffpure": P.DiffPure, "impress": P.Impress, "noisy-upscale": P.NoisyUpscale}
+                 "noise": P.GaussianNoise, "diffpure": P.DiffPure, "impress": P.Impress, "noisy-upscale": P.NoisyUpscale,
+                 "webp": P.WebP, "gridpure": P.GrIDPure, "noisy-upscale-standin": P.NoisyUpscaleStandIn}
     assert set(C.PURIFICATION_SPECS) == set(P.PURIFY_KINDS) == set(purifiers)
     for kind, cls in purifiers.items():
         fields = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("vae", "pipe", "param", "name",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from latentguard import __version__
 from latentguard import demo
+from latentguard.cli import survival as survival_cli
 from latentguard.core import logs
 from latentguard.core.errors import UserError
 from latentguard.core.outputs import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_STATUS_HELP, EXIT_USAGE,
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in CAPABILITY_CLIS:
         mod.register(sub)
+    survival_cli.install(sub)  # protect --survival runs evaluate's survival (a layer above protect)
     _add_epilogs(sub)
     return parser
 

@@ -1,4 +1,5 @@
-"""``latentguard bench CONFIG.toml --out DIR [--resume]`` and ``latentguard report DIR``."""
+"""``latentguard bench CONFIG.toml --out DIR [--resume]``, ``latentguard report DIR`` and
+``latentguard survival PROTECTED... --clean CLEAN... --model SPEC --out DIR``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 from latentguard.core.cli_args import add_common_args, add_resume_args
+from latentguard.core.errors import UserError
 from latentguard.core.outputs import finish
 
 
@@ -32,6 +34,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "DIR/results.jsonl and DIR/run.json.")
     r.add_argument("dir", metavar="DIR", help="a `latentguard bench` output folder")
     r.set_defaults(func=_report)
+
+    s = subparsers.add_parser(
+        "survival", help="how much of each image's protection survives JPEG, resizing, denoising and purification",
+        description="For each protected image and each purification (JPEG q95/q75/q50, WebP q75, resize x0.75/x0.5, "
+                    "blur, noise, noisy upscaling, DiffPure, IMPRESS, GrIDPure): retained = effect(purified "
+                    "protected) / effect(protected) on the method's own objective, net of what the purifier does "
+                    "to the clean image, for the model's VAE reconstruction and img2img (docs/survival.md). Writes "
+                    "survival.csv, survival.json, summary.md, heatmap.png, report.html and run.json into --out and "
+                    "prints one verdict per image.")
+    s.add_argument("protected", nargs="+", metavar="PROTECTED", help="protected images (files, folders, globs)")
+    s.add_argument("--clean", nargs="+", required=True, metavar="CLEAN",
+                   help="the clean images (matched by the protected PNG's recorded source name, else by stem)")
+    s.add_argument("--model", default="zoo:ldm-photo",
+                   help="the editor whose edits are measured (default: zoo:ldm-photo, the bundled photo LDM)")
+    s.add_argument("--method", default=None,
+                   help="protection method (default: read from each protected PNG's metadata)")
+    s.add_argument("--purify", default=None, metavar="P1,P2",
+                   help="purifications (default: jpeg-q95,jpeg-q75,jpeg-q50,webp-q75,resize-0.75,resize-0.5,blur-1,"
+                        "noise-0.05,noisy-upscale,diffpure-0.1,impress,gridpure)")
+    s.add_argument("--upscaler", default=None, metavar="SPEC",
+                   help="x4 diffusion upscaler for noisy-upscale (hub id or folder); without one a labelled CPU "
+                        "stand-in runs")
+    s.add_argument("--strength", type=float, default=0.5, help="img2img strength (default 0.5)")
+    s.add_argument("--edit-steps", type=int, default=20, help="img2img steps of the full trajectory (default 20)")
+    s.add_argument("--embedder", default="zoo:embed", help="embedder of the perceptual stand-in ('none' to skip)")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_resume_args(s, resume=None)
+    add_common_args(s, out=True, model=False)
+    s.set_defaults(func=_survival)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -61,4 +93,30 @@ def _report(args: argparse.Namespace) -> int:
 
     info = build_report(args.dir)
     print(f"{info['tables']} tables, {info['plots']} plots, {info['grids']} grids -> {Path(args.dir) / 'report.html'}")
+    return 0
+
+
+def _survival(args: argparse.Namespace) -> int:
+    import shlex
+
+    # deferred: torch, and the survival module's models
+    import torch
+
+    from latentguard.evaluate.survival import DEFAULT_PURIFICATIONS, collect, pair_inputs, run_survival
+    from latentguard.io import prepare_out_dir
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    purify = [p.strip() for p in args.purify.split(",") if p.strip()] if args.purify else list(DEFAULT_PURIFICATIONS)
+    items = pair_inputs(collect(args.protected), collect(args.clean), method=args.method)
+    prepare_out_dir(args.out, overwrite=args.overwrite, markers=("survival.csv", "survival.json"), resumable=False)
+    run_survival(items, args.out, model=args.model, purifications=purify, seed=args.seed, strength=args.strength,
+                 edit_steps=args.edit_steps, upscaler=args.upscaler,
+                 embedder=None if args.embedder in ("", "none") else args.embedder, device=args.device,
+                 dtype=args.dtype, progress=not args.no_progress,
+                 command="latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    out = Path(args.out)
+    print(f"survival of {len(items)} image(s) -> {out / 'survival.csv'}, {out / 'report.html'}")
     return 0

@@ -7,7 +7,8 @@ A config declares a matrix (see ``examples/pca_table.toml``)::
                 embedder, grid_images, name
     [protect]   methods, budgets ("16/255" or 0.0627), steps, surrogates, [protect.params.<method>]
     [[edits]]            kind = recon | img2img | inpaint (+ their parameters; see evaluate.edits)
-    [[purifications]]    kind = none | jpeg | resize | blur | noise | diffpure | impress | noisy-upscale
+    [[purifications]]    kind = none | jpeg | webp | resize | blur | noise | diffpure | impress | noisy-upscale
+                         | noisy-upscale-standin | gridpure
 
 The schema is a set of pydantic models with ``extra="forbid"`` and strict types: an unknown key anywhere,
 a misspelt edit or purification kind, an unknown metric, an unknown protection method or a parameter a
@@ -145,6 +146,11 @@ class JPEGSpec(_Strict):
     quality: int | list[int] = 75
 
 
+class WebPSpec(_Strict):
+    kind: Literal["webp"]
+    quality: int | list[int] = 75
+
+
 class ResizeSpec(_Strict):
     kind: Literal["resize"]
     scale: float | list[float] = 0.5
@@ -183,12 +189,31 @@ class NoisyUpscaleSpec(_Strict):
     upscaler: str | None = None
 
 
-PurificationSpec = Annotated[Union[NoPurificationSpec, JPEGSpec, ResizeSpec, BlurSpec, NoiseSpec, DiffPureSpec,
-                                   ImpressSpec, NoisyUpscaleSpec], Field(discriminator="kind")]
+class NoisyUpscaleStandInSpec(_Strict):
+    kind: Literal["noisy-upscale-standin"]
+    std: float | list[float] = 0.05
+    factor: int = 4
+    t_star: float = 0.2
+    steps: int = 50
+
+
+class GrIDPureSpec(_Strict):
+    kind: Literal["gridpure"]
+    iterations: int | list[int] = 20
+    t_star: float = 0.1
+    gamma: float = 0.1
+    grid: int | None = None
+    stride: int | None = None
+    steps: int = 50
+
+
+PurificationSpec = Annotated[Union[NoPurificationSpec, JPEGSpec, WebPSpec, ResizeSpec, BlurSpec, NoiseSpec,
+                                   DiffPureSpec, ImpressSpec, NoisyUpscaleSpec, NoisyUpscaleStandInSpec, GrIDPureSpec],
+                             Field(discriminator="kind")]
 EDIT_SPECS = {m.model_fields["kind"].annotation.__args__[0]: m for m in (ReconEdit, Img2ImgEdit, InpaintEdit)}
 PURIFICATION_SPECS = {m.model_fields["kind"].annotation.__args__[0]: m
-                      for m in (NoPurificationSpec, JPEGSpec, ResizeSpec, BlurSpec, NoiseSpec, DiffPureSpec,
-                                ImpressSpec, NoisyUpscaleSpec)}
+                      for m in (NoPurificationSpec, JPEGSpec, WebPSpec, ResizeSpec, BlurSpec, NoiseSpec, DiffPureSpec,
+                                ImpressSpec, NoisyUpscaleSpec, NoisyUpscaleStandInSpec, GrIDPureSpec)}
 
 
 class BenchFile(_Strict):

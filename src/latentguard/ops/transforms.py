@@ -62,9 +62,9 @@ from latentguard.ops.filters import gaussian_blur
 from latentguard.ops.runtime import randn
 
 __all__ = [
-    "diff_jpeg", "jpeg_pil", "quality_table", "round_ste", "resize_roundtrip", "gaussian_blur", "gaussian_noise",
+    "diff_jpeg", "jpeg_pil", "webp_pil", "quality_table", "round_ste", "resize_roundtrip", "gaussian_blur", "gaussian_noise",
     "resize_center_crop", "SUBSAMPLINGS", "Transform", "Identity", "JPEG", "Resize", "Blur", "Noise", "TRANSFORMS",
-    "parse_transform", "parse_transforms",
+    "parse_transform", "parse_transforms", "ROBUST_EOT",
 ]
 
 # JPEG Annex K tables (ITU-T T.81), row-major 8x8.
@@ -235,6 +235,27 @@ def jpeg_pil(images: torch.Tensor, quality: int, *, subsampling: str = "4:2:0") 
     return torch.stack(out).to(images.device, images.dtype)
 
 
+def webp_pil(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """The real lossy WebP round trip through PIL (libwebp) at integer ``quality``; not differentiable.
+
+    Each image is rounded to 8 bits, saved with ``Image.save(format="WEBP", quality=quality)`` (lossy, libwebp's
+    default method 4 and 4:2:0 chroma) and decoded; float32 ``[N,3,H,W]`` back on ``images``' device and dtype.
+    """
+    from PIL import Image
+
+    if not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ValueError(f"quality must be an int in [1, 100], got {quality!r}")
+    out = []
+    for img in images.detach().float().cpu():
+        arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="WEBP", quality=quality)
+        buf.seek(0)
+        back = np.asarray(Image.open(buf).convert("RGB"), dtype=np.float32) / 255.0
+        out.append(torch.from_numpy(back).permute(2, 0, 1))
+    return torch.stack(out).to(images.device, images.dtype)
+
+
 # ------------------------------------------------------------------------------- resize, noise, crop
 def resize_roundtrip(x: torch.Tensor, scale: float, *, mode: str = "bicubic") -> torch.Tensor:
     """Antialiased down-scaling by ``scale`` (sides ``max(1, round(side * scale))``) and back up, clipped to [0,1].
@@ -359,6 +380,12 @@ class Noise(Transform):
     def __call__(self, x, generator=None):
         return gaussian_noise(x, _uniform(*self.std, generator), generator)
 
+
+#: The EOT mixture of the ``robust`` preset (protect) and of the fast protector's training: JPEG at a quality
+#: drawn from [50, 95] (the differentiable, PIL-matched JPEG) or a resize round trip by a factor from [0.5, 1],
+#: one of the two per draw; the ranges cover the purifications ``latentguard survival`` scores (JPEG q50-q95,
+#: resize x0.5-x0.75). docs/survival.md has the measurement that chose it.
+ROBUST_EOT = "jpeg:50-95,resize:0.5-1"
 
 TRANSFORMS: dict[str, type[Transform]] = {
     "identity": Identity, "jpeg": JPEG, "resize": Resize, "blur": Blur, "noise": Noise,

@@ -234,7 +234,8 @@ def register(subparsers) -> None:
                    help=f"diffusion pipeline for {', '.join(DIFFUSION_METHODS)} (default: zoo:t2i)")
     p.add_argument("--prompt", default="", help="text condition of the diffusion-based methods (default: '')")
     p.add_argument("--preset", default="default", choices=PRESETS,
-                   help="default: common budget (16/255, 2/255, 40 steps); source: the method's published defaults")
+                   help="default: common budget (16/255, 2/255, 40 steps); source: the method's published defaults; "
+                        "robust (pca+, pca-, pca-adaptive, photoguard-enc): EOT over JPEG q50-95 and resize x0.5-1")
     p.add_argument("--eps", type=_number, default=None, help="budget, e.g. 16/255 or 0.0627 (or 16 with --eps-unit 255)")
     p.add_argument("--eps-unit", type=_number, default=1.0,
                    help="--eps and --alpha are divided by this (255 for 0-255 values; default 1)")

@@ -50,7 +50,7 @@ from latentguard.ops.metrics import psnr  # noqa: F401
 from latentguard.ops.pgd import NORMS, STEP_DECAYS
 from latentguard.ops.runtime import randint, randn, torch_generator
 from latentguard.ops.state import frozen
-from latentguard.ops.transforms import parse_transforms
+from latentguard.ops.transforms import ROBUST_EOT, parse_transforms
 # The registry (names, lookup) is torch-free; the names are re-exported here for the method modules.
 from latentguard.protect.registry import PRESETS, available, get, get_class, register  # noqa: F401
 
@@ -174,6 +174,12 @@ class ProtectOutput:
 # --------------------------------------------------------------------------------------------------
 # the base protection
 # --------------------------------------------------------------------------------------------------
+#: The ``robust`` preset of the encoder-only methods: EOT over :data:`~latentguard.ops.transforms.ROBUST_EOT`
+#: (JPEG q 50-95 or resize x0.5-1 per draw) with ``eot_samples`` draws per step (the step count stays the
+#: method's). Chosen by measurement (docs/survival.md, ``benchmarks/survival.py --part select``).
+ROBUST_PRESET: dict[str, Any] = {"transforms": ROBUST_EOT, "eot_samples": 1}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Protection:
     """Base class: the engine's parameters, shared by every method.
@@ -208,6 +214,8 @@ class Protection:
     #: ``None`` for controls (no protection, random noise). Each method declares it, citing its paper.
     #: (Not ``objective``: that is the loss method.)
     edit_objective: ClassVar[int | None] = None
+    #: The ``robust`` preset's parameters (``get(name, preset="robust")``), ``None`` where it does not apply.
+    ROBUST: ClassVar[dict[str, Any] | None] = None
 
     vae: Any = field(default=None, repr=False, compare=False)
     eps: float = 16 / 255

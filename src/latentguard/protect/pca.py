@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from latentguard.protect.engine import Protection, register
+from latentguard.protect.engine import ROBUST_PRESET, Protection, register
 
 
 def pca_loss(mean: torch.Tensor, logvar: torch.Tensor, v: float | torch.Tensor) -> torch.Tensor:
@@ -101,6 +101,7 @@ class PCAPlus(PosteriorCollapse):
 
     name: ClassVar[str] = "pca+"
     edit_objective: ClassVar[int] = 1  # min d(f(x+delta), x)
+    ROBUST: ClassVar[dict[str, Any] | None] = ROBUST_PRESET
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 16 / 255, "alpha": 2 / 255, "steps": 40, "random_start": False}
     v: float = 1.0
     maximize: bool = True
@@ -117,6 +118,7 @@ class PCAMinus(PosteriorCollapse):
 
     name: ClassVar[str] = "pca-"
     edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x))
+    ROBUST: ClassVar[dict[str, Any] | None] = ROBUST_PRESET
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 16 / 255, "alpha": 2 / 255, "steps": 40, "random_start": False}
     v: float = 1e-8
     maximize: bool = False
@@ -136,6 +138,7 @@ class PCAAdaptive(Protection):
 
     name: ClassVar[str] = "pca-adaptive"
     edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x))
+    ROBUST: ClassVar[dict[str, Any] | None] = ROBUST_PRESET
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 16 / 255, "alpha": 2 / 255, "steps": 40, "random_start": False}
     maximize: bool = False
 

@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 import torch
 
 from latentguard.protect.diffusion import DiffusionProtection
-from latentguard.protect.engine import Protection, _check_int, register, sample_posterior
+from latentguard.protect.engine import ROBUST_PRESET, Protection, _check_int, register, sample_posterior
 from latentguard.protect.targets import check_target, target_image
 
 
@@ -62,6 +62,7 @@ class PhotoGuardEncoder(Protection):
 
     name: ClassVar[str] = "photoguard-enc"
     edit_objective: ClassVar[int] = 2  # max d(f(x+delta), f(x)): see the module docstring
+    ROBUST: ClassVar[dict[str, Any] | None] = ROBUST_PRESET
     SOURCE: ClassVar[dict[str, Any]] = {"eps": 0.06 / 2, "alpha": 0.02 / 2, "steps": 200, "random_start": True,
                                         "step_decay": "linear", "decay_floor": 0.01}
     maximize: bool = False

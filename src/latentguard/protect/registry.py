@@ -17,7 +17,7 @@ from latentguard.ops.choices import NORMS, STEP_DECAYS  # noqa: F401  (the engin
 if TYPE_CHECKING:
     from latentguard.protect.engine import Protection
 
-PRESETS = ("default", "source")
+PRESETS = ("default", "source", "robust")
 
 # Every bundled method -> the module that registers it (a test checks this table against the classes).
 BUILTIN: dict[str, str] = {
@@ -88,7 +88,9 @@ def get(name: str, *, preset: str = "default", **params: Any) -> Protection:
 
     ``preset="source"`` starts from the method's published defaults (converted to [0,1] units, see each
     class's ``SOURCE``) instead of the common comparison budget (eps 16/255, alpha 2/255, 40 steps);
-    explicit ``params`` override either.
+    ``preset="robust"`` (the encoder-only methods: pca+, pca-, pca-adaptive, photoguard-enc) adds EOT over the
+    purifications it should survive (the class's ``ROBUST``: JPEG q in [50, 95] and resize in [0.5, 1], see
+    docs/survival.md); explicit ``params`` override any preset.
     """
     cls = get_class(name)
     if preset not in PRESETS:
@@ -97,6 +99,10 @@ def get(name: str, *, preset: str = "default", **params: Any) -> Protection:
     unknown = sorted(set(params) - fields)
     if unknown:
         raise ValueError(f"{name}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(fields))}")
-    base = dict(cls.SOURCE) if preset == "source" else {}
+    if preset == "robust" and getattr(cls, "ROBUST", None) is None:
+        robust = sorted(n for n in BUILTIN if BUILTIN[n] in ("latentguard.protect.pca", "latentguard.protect.photoguard")
+                        and getattr(get_class(n), "ROBUST", None) is not None)
+        raise ValueError(f"{name}: preset 'robust' is for the encoder-only methods ({', '.join(robust)})")
+    base = dict(cls.SOURCE) if preset == "source" else dict(cls.ROBUST) if preset == "robust" else {}
     base.update(params)
     return cls(**base)
