@@ -47,6 +47,7 @@ BLOCKS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "zoo_quality": ("zoo_quality.json", "zoo_tables:quality_table"),
     # docs/evaluate.md
     "pca_objectives": ("pca_table_objectives.json", "pca_objectives:render"),
+    "pca_purify": ("pca_purify.json", "pca_purify:render"),
     # docs/protect.md
     "protect_effect": ("protect_effect.json", "protect_tables:render"),
     "protect_speed": ("protect_cpu.json", "protect_tables:speed_table"),
