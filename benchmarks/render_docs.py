@@ -69,6 +69,8 @@ BLOCKS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "poison_implosion_ad": ("implosion_ad.json", "poison_tables:implosion_ad_table"),
     "poison_ranking": ("poison_ranking.json", "poison_tables:ranking_table"),
     "poison_shift": ("poison_ranking.json", "poison_tables:shift_table"),
+    # docs/survival.md
+    "survival": ("survival.json", "survival:table"),
     # docs/serve.md
     "serve_steps": ("bench_serve_steps.json", "serve_tables:steps_table"),
     "serve_timing": ("bench_serve_timing.json", "serve_tables:timing_table"),
