@@ -39,6 +39,9 @@ from latentguard.samples import sample_images  # noqa: E402
 from latentguard.harden import adversarial_psnr, grad_ssim_distance  # noqa: E402
 from latentguard.models import LatentVAE, load_pipeline, load_vae  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from harden_tables import table_of_rows  # noqa: E402
+
 ATTACKS = ("pca+", "pca-", "photoguard-enc", "mist")
 EPS = (8 / 255, 16 / 255)
 
@@ -164,23 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _table(rows: list[dict]) -> str:
-    """Paper-style table: rows (VAE, setting), columns attack@eps; cells PSNR / SSIM of the edit vs the clean edit."""
-    cols = sorted({(r["attack"], r["eps"]) for r in rows}, key=lambda c: (ATTACKS.index(c[0]) if c[0] in ATTACKS else 9, int(c[1].split("/")[0])))
-    out = []
-    for edit in ("recon", "img2img"):
-        out.append(f"\n**{edit}**: PSNR (dB) / SSIM of the edit of the protected photo vs the edit of the clean photo\n")
-        out.append("| VAE (protection crafted on) | " + " | ".join(f"{a} {e}" for a, e in cols) + " |")
-        out.append("|---|" + "---|" * len(cols))
-        for label, setting, ev in (("original (original)", "transfer", "original"),
-                                   ("hardened (original)", "transfer", "hardened"),
-                                   ("hardened (hardened, adaptive)", "adaptive", "hardened")):
-            cells = []
-            for a_, e_ in cols:
-                r = [r for r in rows if r["attack"] == a_ and r["eps"] == e_ and r["setting"] == setting
-                     and r["evaluated_with"] == ev and r["edit"] == edit]
-                cells.append(f"{r[0]['psnr']:.2f} / {r[0]['ssim']:.3f}" if r else "-")
-            out.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(out) + "\n"
+    """The full table of docs/harden.md (``harden_tables.table_of_rows``, also rendered by ``render_docs.py``)."""
+    return table_of_rows(rows)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,43 @@ def render(d: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def render_main(d: dict) -> str:
+    return "\n".join(main_table(d)) + "\n"
+
+
+def render_timesteps(d: dict) -> str:
+    return "\n".join(timestep_table(d)) + "\n"
+
+
+def render_distortion(d: dict) -> str:
+    return "\n".join(distortion_tables(d)).rstrip() + "\n"
+
+
+def topk_table(d: dict) -> str:
+    """``bench_privacy.py estimators`` (``results/privacy_pullback.json``): randomised top-k vs the explicit Jacobian."""
+    out = [_row(["image (d)", "estimator", "setting", "max rel. sigma error", "max log-vol error", "s/sample",
+                 "explicit Jacobian s/sample"]), "|---|---|---|---|---|---|---|"]
+    for c in d["cases"]:
+        if c["estimator"] == "topk":
+            out.append(_row([f"{c['image']}px ({c['d']})", "top-k",
+                             f"k={c['k']}, oversample {c['oversample']}, {c['power_iters']} power iters",
+                             f"{c['max_rel_sigma_err']:.4f}", f"{c['max_abs_logvol_err']:.3f}",
+                             f"{c['sec_per_sample']:.3f}", f"{c['explicit_sec_per_sample']:.1f}"]))
+    return "\n".join(out) + "\n"
+
+
+def hutchinson_table(d: dict) -> str:
+    """``bench_privacy.py estimators``: Hutchinson's diagonal (per-dimension contributions) vs the explicit one."""
+    out = [_row(["image (d)", "Hutchinson probes", "mean abs c_k error", "max abs c_k error", "Spearman vs exact",
+                 "40%-mask agreement", "s/sample"]), "|---|---|---|---|---|---|---|"]
+    for c in d["cases"]:
+        if c["estimator"] == "hutchinson":
+            out.append(_row([f"{c['image']}px ({c['d']})", c["probes"], f"{c['mean_abs_c_err']:.3f}",
+                             f"{c['max_abs_c_err']:.3f}", f"{c['spearman_mean']:.3f}", f"{c['mask_agreement']:.3f}",
+                             f"{c['sec_per_sample']:.3f}"]))
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     table_cli(render, __doc__.splitlines()[0], argv=argv)
 

@@ -73,6 +73,20 @@ def render(d: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def speed_table(d: dict) -> str:
+    """``bench_protect.py``'s timings (``results/protect_cpu.json``): per image, per step, extrapolated to T."""
+    T = d["T"]
+    out = [f"| VAE | size | bare enc fwd+bwd (s) | T={T} bare (s) | method | per step (s) | s/image at T={T} "
+           f"(extrapolated) | step / bare |", "|---|---|---|---|---|---|---|---|"]
+    for r in d["results"]:
+        lead = [r["vae"], str(r["size"]), f"{r['bare_fwd_bwd_s']:.3f}", f"{r['bare_T_fwd_bwd_s']:.1f}"]
+        for i, (m, v) in enumerate(sorted(r["methods"].items())):
+            cells = (lead if i == 0 else [""] * 4) + [f"`{m}`", f"{v['per_step_s']:.3f}",
+                                                       f"{v['seconds_per_image_T40']:.1f}", f"{v['ratio_step_vs_bare']:.2f}"]
+            out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     table_cli(render, __doc__.splitlines()[0], DEFAULT, argv=argv)
 

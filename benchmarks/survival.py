@@ -192,8 +192,9 @@ def part_main(args, size: int) -> None:
         _merge(section, res)
 
 
-def table() -> str:
-    doc = json.loads(OUT.read_text())
+def table(doc: dict | None = None) -> str:
+    """docs/survival.md's tables from ``survival.json`` (also rendered by ``benchmarks/render_docs.py``)."""
+    doc = json.loads(OUT.read_text()) if doc is None else doc
     lines = []
     for section in ("main64", "main256"):
         if section not in doc:
@@ -268,7 +269,7 @@ def main() -> None:
         text = docs.read_text()
         a, b = "<!-- survival:begin -->", "<!-- survival:end -->"
         i, j = text.index(a) + len(a), text.index(b)
-        docs.write_text(text[:i] + "\n" + table() + "\n" + text[j:])
+        docs.write_text(text[:i] + "\n" + table().rstrip("\n") + "\n" + text[j:])  # as render_docs.py writes it
         return
     if args.part == "select":
         part_select(args)
