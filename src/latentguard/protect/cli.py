@@ -22,6 +22,7 @@ from latentguard.core.cli_args import LOSSY_FORMATS, add_common_args, add_resume
 from latentguard.core.errors import UserError
 from latentguard.core.outputs import EXIT_OK, finish
 from latentguard.core.units import cli_number
+from latentguard.protect.progress import StepBar
 from latentguard.protect.registry import NORMS, PRESETS, STEP_DECAYS, available, get
 
 DIFFUSION_METHODS = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
@@ -164,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
               "re-encoding weakens the protection (docs/survival.md measures by how much); PNG keeps all of it",
               file=sys.stderr)
     bar = tqdm(total=len(todo), desc=f"protect {args.method}", unit="img", disable=args.no_progress, file=sys.stderr)
+    step_bar = StepBar(disable=args.no_progress)  # per-step progress and ETA of the current image
     for path, loaded, err in iter_read(todo):
         key = str(path.resolve())
         row = {"key": key, "input": str(path), "method": args.method}
@@ -177,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
             bar.update(1)
             continue
         try:
-            res = method.protect(img, mask=mask, generator=torch_generator(args.seed, method.device))
+            res = method.protect(img, mask=mask, generator=torch_generator(args.seed, method.device), callback=step_bar)
         except (ValueError, FloatingPointError, RuntimeError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"latentguard: failed {path}: {msg}", file=sys.stderr)
@@ -210,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
                       **({"notes": notes} if notes else {}), **rec})
         n_ok += 1
         bar.update(1)
+    step_bar.close()
     bar.close()
     _write_summary(out, writer.rows())
     skipped = len(paths) - len(todo)
