@@ -1,5 +1,6 @@
-"""``latentguard bench CONFIG.toml --out DIR [--resume]``, ``latentguard report DIR`` and
-``latentguard survival PROTECTED... --clean CLEAN... --model SPEC --out DIR``."""
+"""``latentguard bench CONFIG.toml --out DIR [--resume]``, ``latentguard report DIR``,
+``latentguard survival PROTECTED... --clean CLEAN... --model SPEC --out DIR`` and
+``latentguard preview PROTECTED... --clean CLEAN... --out DIR``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from latentguard.core.cli_args import add_common_args, add_resume_args
 from latentguard.core.errors import UserError
 from latentguard.core.outputs import finish
+from latentguard.core.units import cli_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +66,73 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_resume_args(s, resume=None)
     add_common_args(s, out=True, model=False)
     s.set_defaults(func=_survival)
+
+    v = subparsers.add_parser(
+        "preview", help="show what an editor makes of protected photos, beside the clean ones and equal-budget noise",
+        description="Per image: a side-by-side PNG (clean | protected | amplified difference | random noise of the "
+                    "same budget; rows: the image, the editor's VAE reconstruction, its img2img) and a line of "
+                    "figures (PSNR/SSIM; the method's own objective against the noise), into DIR/<id>.png, "
+                    "preview.csv and preview.json. Pairs are matched by file name, else by position.")
+    v.add_argument("protected", nargs="+", metavar="PROTECTED", help="protected images (files, folders, globs)")
+    v.add_argument("--clean", nargs="+", required=True, metavar="CLEAN", help="the clean originals")
+    v.add_argument("--method", default=None,
+                   help="the protection used (scores its objective; default: read from the PNG's provenance)")
+    v.add_argument("--eps", type=_number, default=None,
+                   help="budget of the comparison noise, e.g. 16/255 (default: the PNG's provenance, else the "
+                        "measured L-inf distance)")
+    add_preview_args(v)
+    add_common_args(v, out=True, model=False)
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_preview)
+
+
+_number = cli_number("16/255 or 0.0627")
+
+
+def add_preview_args(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """The preview's editor options (``latentguard preview``; ``protect --preview`` adds them with ``prefix``
+    ``preview-`` where a name would clash)."""
+    p.add_argument("--editor", default="zoo:ldm-photo", metavar="SPEC",
+                   help="the editor: a pipeline spec (its VAE reconstruction and img2img) or a VAE (reconstruction "
+                        "only); default: the bundled photo editor zoo:ldm-photo")
+    p.add_argument(f"--{prefix}size", dest="preview_size", type=int, default=512, metavar="PX",
+                   help="larger photos are previewed on their central crop of this size (default 512)")
+    p.add_argument(f"--{prefix}strength", dest="preview_strength", type=float, default=0.5, metavar="S",
+                   help="img2img strength (default 0.5)")
+    p.add_argument(f"--{prefix}steps", dest="preview_steps", type=int, default=20, metavar="N",
+                   help="img2img inference steps of the full trajectory (default 20)")
+
+
+def editor_from_args(args: argparse.Namespace):
+    """The :class:`~latentguard.evaluate.preview.PreviewEditor` the preview flags describe."""
+    from latentguard.evaluate.preview import load_editor  # defers torch and diffusers
+
+    if args.preview_size < 8:
+        raise UserError(f"--size must be >= 8, got {args.preview_size}")
+    try:
+        return load_editor(args.editor, device=args.device, dtype=args.dtype, strength=args.preview_strength,
+                           steps=args.preview_steps)
+    except ValueError as exc:
+        raise UserError(f"--editor {args.editor}: {exc}") from None
+
+
+def _preview(args: argparse.Namespace) -> int:
+    # deferred: torch (the preview computes edits)
+    from latentguard.evaluate.preview import pair_inputs, run_preview
+    from latentguard.io import collect_inputs, write_manifest
+
+    pairs = pair_inputs(collect_inputs(args.protected), collect_inputs(args.clean))
+    editor = editor_from_args(args)
+    out = Path(args.out)
+    write_manifest(out, "latentguard " + " ".join(sys.argv[1:]), {k: v for k, v in vars(args).items() if k != "func"},
+                   args.seed)
+    res = run_preview(pairs, out, editor=editor, method=args.method, eps=args.eps, seed=args.seed,
+                      size=args.preview_size, progress=not args.no_progress)
+    print(f"previewed {res['ok']} image(s)" + (f", {res['error']} failed" if res["error"] else "")
+          + f" -> {out} (grids, preview.csv, preview.json)")
+    if res["ok"] == 0:
+        return 2 if not pairs else 1
+    return 1 if res["error"] else 0
 
 
 def _bench(args: argparse.Namespace) -> int:

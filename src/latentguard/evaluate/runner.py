@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from latentguard.ops.grid import quantize_8bit
 from latentguard.ops.runtime import resolve_device, seed_everything
 from latentguard.samples import sample_paths
 from latentguard.ops import metrics as _metrics  # looked up at call time (tests swap the standard metrics)
@@ -123,9 +124,8 @@ def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+_\-]+", "-", str(s)) or "x"
 
 
-def _quantize(x: torch.Tensor) -> torch.Tensor:
-    """What an 8-bit PNG holds (every image is saved, and reused on --resume, as PNG)."""
-    return (x.float().clamp(0, 1) * 255).round() / 255
+# What an 8-bit PNG holds (every image is saved, and reused on --resume, as PNG).
+_quantize = quantize_8bit
 
 
 @dataclass

@@ -37,6 +37,7 @@ from latentguard import __version__
 from latentguard.ops.runtime import resolve_device
 # The one place the image metrics are imported from (they move to latentguard.ops.metrics with issue 15).
 from latentguard.ops.metrics import psnr, ssim
+from latentguard.ops.grid import amplified_difference, center_crop
 from latentguard.io import load_image, save_image
 from latentguard.models import LatentVAE, crop_back, load_pipeline, load_vae, pad_to_multiple
 from latentguard.protect import get as get_protection
@@ -136,21 +137,6 @@ class _Models:
         if self._editor_vae is None:
             self._editor_vae = LatentVAE(self.pipe().vae, spec=self.config.editor)
         return self._editor_vae
-
-
-def amplified_difference(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """``0.5 + 0.5 * delta / eps`` clipped to [0,1]: gray where unchanged, the full range at the budget."""
-    return (0.5 + 0.5 * delta / max(float(eps), 1e-12)).clamp(0.0, 1.0)
-
-
-def center_crop(x: torch.Tensor, size: int, multiple: int = 8) -> torch.Tensor:
-    """The whole image when it fits in ``size``, else its central crop of ``size`` rounded down to ``multiple``
-    pixels a side (a crop, never a resampling: the perturbation stays intact)."""
-    h, w = x.shape[-2:]
-    ch = h if h <= size else max(multiple, size // multiple * multiple)
-    cw = w if w <= size else max(multiple, size // multiple * multiple)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top:top + ch, left:left + cw]
 
 
 @torch.no_grad()
