@@ -16,6 +16,7 @@ from pathlib import Path
 
 from latentguard.core.cli_args import add_resume_args
 from latentguard.core.outputs import finish
+from latentguard.evaluate.cli import cell_counts
 
 
 def demo_config(full: bool = False, device: str = "auto", seed: int = 0) -> dict:
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     counts = run_bench(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=True,
                        command="latentguard demo")
     out = Path(args.out)
-    print(f"{counts['ok']} cells ok, {counts['error']} failed, {counts['skipped']} already done")
+    print(cell_counts(counts))
     if (out / "table.md").exists():
         print((out / "table.md").read_text())
     print(f"report: {out / 'report.html'}", file=sys.stderr)

@@ -152,9 +152,16 @@ def _bench(args: argparse.Namespace) -> int:
     counts = run_bench(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                        command="latentguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "latentguard bench")
     out = Path(args.out)
-    print(f"{counts['ok']} cells ok, {counts['error']} failed, {counts['skipped']} already done; "
-          f"table: {out / 'table.md'}, report: {out / 'report.html'}")
+    print(f"{cell_counts(counts)}; table: {out / 'table.md'}, report: {out / 'report.html'}")
     return finish(failed_cells(out), what="cell")
+
+
+def cell_counts(counts: dict) -> str:
+    """The run's summary line, in the progress bar's unit (cells: image x edit x purification x method...)."""
+    parts = [f"{counts['ok']} cells ok", f"{counts['error']} failed", f"{counts['skipped']} already done"]
+    if counts.get("unavailable"):
+        parts.append(f"{counts['unavailable']} unavailable")
+    return ", ".join(parts) + (f" (of {counts['total']})" if "total" in counts else "")
 
 
 def _report(args: argparse.Namespace) -> int:
