@@ -47,7 +47,7 @@ from latentguard.ops.grid import amplified_difference, center_crop, quantize_8bi
 from latentguard.protect import get as get_protection
 from latentguard.protect import get_class
 
-COLUMNS = ("clean", "protected", "difference (+eps white, -eps black)", "random noise, same eps")
+COLUMNS = ("clean", "protected", "difference (amplified)", "random noise, same eps")
 METRICS = ("psnr", "ssim")
 DEFAULT_EDITOR = "zoo:ldm-photo"
 # Grid geometry (pixels): padding between panels, the header (column names) and each row's title strip.
@@ -372,3 +372,84 @@ def preview_protect_folder(out: str | Path, *, editor: PreviewEditor, seed: int 
     pairs = [(Path(r["output"]), Path(r["input"])) for r in rows.values()]
     return run_preview(pairs, out / "preview", editor=editor, method=cfg.get("method"), eps=resolved.get("eps"),
                        seed=seed, size=size, progress=progress, echo=echo)
+
+
+# ------------------------------------------------------------------------------------------ from a bench run
+_CONTROLS = ("none", "random-noise")
+
+
+def _bench_edit_title(row: dict) -> str:
+    p = row.get("edit_params") or {}
+    if row["edit"].startswith("recon"):
+        return "VAE reconstruction" + (" (sampled latent)" if p.get("sample") else "")
+    fam = row["edit"].split("[")[0]
+    prompt = p.get("prompt")
+    what = f"prompt {prompt!r}" if prompt else "no prompt"
+    return f"{fam}, strength {p.get('strength', '?')}, {p.get('steps', '?')} steps, {what}"
+
+
+def bench_previews(out: str | Path, cfg: dict, rows: list[dict]) -> list[dict]:
+    """Preview grids of a ``latentguard bench`` run, from the images it saved (nothing is recomputed).
+
+    For every protection method with a ``random-noise`` row of the same budget, surrogate and target (and
+    purification ``none``): per image (the first ``grid_images``) the grid of :func:`preview_pair` (image row, then
+    the first edit of each family the run made) into ``out/preview/``, and its figures from the rows (``vs_input``:
+    Objective 1, ``metrics``: Objective 2). Returns ``[{"path", "caption", "line", "figures"}]``.
+    """
+    from latentguard.evaluate.tables import FAMILY_ORDER, ordered
+
+    out = Path(out)
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("purification") == "none"]
+    idx = {(r["method"], r["eps_label"], r["surrogate"], r["target"], r["edit"], r["image"]): r for r in ok}
+    families: dict[str, str] = {}
+    for e in ordered([r["edit"] for r in ok], []):
+        families.setdefault(e.split("[")[0], e)
+    edits = [families[f] for f in ordered(list(families), FAMILY_ORDER)]
+    images = ordered([r["image"] for r in ok], [])[: int(cfg.get("grid_images", 4) or 4)]
+    cells = ordered([(r["method"], r["eps_label"], r["surrogate"], r["target"]) for r in ok
+                     if r["method"] not in _CONTROLS], [])
+    done = []
+    for method, eps_label, surrogate, target in cells:
+        objective = objective_of(method)
+        for image in images:
+            mine = [idx.get((method, eps_label, surrogate, target, e, image)) for e in edits]
+            noise = [idx.get(("random-noise", eps_label, surrogate, target, e, image)) for e in edits]
+            pairs = [(e, a, b) for e, a, b in zip(edits, mine, noise) if a is not None and b is not None]
+            if not pairs:
+                continue
+            first, nfirst = pairs[0][1], pairs[0][2]
+            eps = float(first["eps"])
+            x, y, z = (load_image(out / f)[0] for f in (first["files"]["input"], first["files"]["protected"],
+                                                        nfirst["files"]["protected"]))
+            panels = [[x, y, amplified_difference(y - x, eps), z]]
+            titles = ["image"]
+            fig: dict[str, Any] = {
+                "image": image, "method": method, "objective": objective, "eps": eps, "eps_255": round(eps * 255, 3),
+                "linf_255": round(float(first["input"]["linf"]) * 255, 3), "editor": target, "surrogate": surrogate,
+                "protected_vs_input": {m: first["input"][m] for m in METRICS if m in first["input"]},
+                "noise_vs_input": {m: nfirst["input"][m] for m in METRICS if m in nfirst["input"]}, "edits": {},
+            }
+            for e, a, b in pairs:
+                fx, fy, fz = (load_image(out / f)[0] for f in (a["files"]["edit_clean"], a["files"]["edit_protected"],
+                                                               b["files"]["edit_protected"]))
+                panels.append([fx, fy, amplified_difference(fy - fx, eps), fz])
+                titles.append(_bench_edit_title(a))
+                f = {"edit": e, "clean_vs_input": a["clean_edit_vs_input"], "protected_vs_input": a["vs_input"],
+                     "noise_vs_input": b["vs_input"], "protected_vs_clean_edit": a["metrics"],
+                     "noise_vs_clean_edit": b["metrics"], "objective": objective}
+                margin = objective_margin(objective, f)
+                f["margin_db"] = None if margin is None else round(margin, 3)
+                f["beats_noise"] = None if margin is None else bool(margin > 0)
+                fig["edits"][e] = f
+            k = zoom_for(*x.shape[-2:])
+            grid = compose_grid([[_zoom(p, k) for p in row] for row in panels], titles)
+            name = "_".join(s.replace("/", "-").replace(":", "-") for s in (method, eps_label, surrogate, target, image))
+            path = out / "preview" / f"{name}.png"
+            save_image(grid, path)
+            fig["grid"] = str(path.relative_to(out))
+            done.append({"path": path, "figures": fig, "line": summary_line(fig),
+                         "caption": f"{image}: {method} at {eps_label} (surrogate {surrogate}) against random noise "
+                                    f"of the same budget; editor {target}"})
+    if done:
+        atomic_write_text(out / "preview" / "preview.json", json.dumps([d["figures"] for d in done], indent=1) + "\n")
+    return done
