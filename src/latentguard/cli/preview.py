@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from latentguard.core.outputs import finish
 from latentguard.evaluate.cli import add_preview_args, editor_from_args
 
 
@@ -32,6 +33,6 @@ def attach_to_protect(subparsers: argparse._SubParsersAction) -> None:
                                      progress=not args.no_progress)
         print(f"preview: {res['ok']} image(s)" + (f", {res['error']} failed" if res["error"] else "")
               + f" -> {args.out}/preview")
-        return max(rc, 1 if res["error"] else 0)
+        return max(rc, finish([(e["protected"], e["error"]) for e in res["errors"]], what="preview"))
 
     p.set_defaults(func=run)

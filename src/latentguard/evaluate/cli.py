@@ -82,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "measured L-inf distance)")
     add_preview_args(v)
     add_common_args(v, out=True, model=False)
+    add_resume_args(v, resume=None, overwrite="replace the previews in an --out that holds some")
     v.add_argument("--no-progress", action="store_true", help="no progress bar")
     v.set_defaults(func=_preview)
 
@@ -119,20 +120,20 @@ def editor_from_args(args: argparse.Namespace):
 def _preview(args: argparse.Namespace) -> int:
     # deferred: torch (the preview computes edits)
     from latentguard.evaluate.preview import pair_inputs, run_preview
-    from latentguard.io import collect_inputs, write_manifest
+    from latentguard.io import collect_inputs, prepare_out_dir, write_manifest
 
     pairs = pair_inputs(collect_inputs(args.protected), collect_inputs(args.clean))
+    if not pairs:
+        raise UserError("no protected images found")
+    out = prepare_out_dir(args.out, overwrite=args.overwrite, markers=("preview.json",), resumable=False)
     editor = editor_from_args(args)
-    out = Path(args.out)
     write_manifest(out, "latentguard " + " ".join(sys.argv[1:]), {k: v for k, v in vars(args).items() if k != "func"},
                    args.seed)
     res = run_preview(pairs, out, editor=editor, method=args.method, eps=args.eps, seed=args.seed,
                       size=args.preview_size, progress=not args.no_progress)
     print(f"previewed {res['ok']} image(s)" + (f", {res['error']} failed" if res["error"] else "")
           + f" -> {out} (grids, preview.csv, preview.json)")
-    if res["ok"] == 0:
-        return 2 if not pairs else 1
-    return 1 if res["error"] else 0
+    return finish([(e["protected"], e["error"]) for e in res["errors"]], what="image")
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ import torch
 
 from latentguard.evaluate.edits import EditUnavailable, Img2Img, ModelCache, Unavailable, VAEReconstruction, image_seed
 from latentguard.evaluate.scoring import Scorers, pair_metrics
+from latentguard.evaluate.tables import FAMILY_ORDER, ordered
 from latentguard.io import atomic_write_text, load_image, read_provenance, save_image
 from latentguard.ops.grid import amplified_difference, center_crop, quantize_8bit
 from latentguard.protect import get as get_protection
@@ -349,7 +350,7 @@ def run_preview(pairs: Sequence[tuple[Path, Path]], out: str | Path, *, editor: 
         for f in figures:
             w.writerows(csv_rows(f))
     atomic_write_text(out / "preview.json", json.dumps({"images": figures, "errors": errors}, indent=1) + "\n")
-    return {"ok": len(figures), "error": len(errors), "figures": figures}
+    return {"ok": len(figures), "error": len(errors), "figures": figures, "errors": errors}
 
 
 def preview_protect_folder(out: str | Path, *, editor: PreviewEditor, seed: int = 0, size: int = 512,
@@ -396,8 +397,6 @@ def bench_previews(out: str | Path, cfg: dict, rows: list[dict]) -> list[dict]:
     the first edit of each family the run made) into ``out/preview/``, and its figures from the rows (``vs_input``:
     Objective 1, ``metrics``: Objective 2). Returns ``[{"path", "caption", "line", "figures"}]``.
     """
-    from latentguard.evaluate.tables import FAMILY_ORDER, ordered
-
     out = Path(out)
     ok = [r for r in rows if r.get("status") == "ok" and r.get("purification") == "none"]
     idx = {(r["method"], r["eps_label"], r["surrogate"], r["target"], r["edit"], r["image"]): r for r in ok}

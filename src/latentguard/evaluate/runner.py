@@ -42,10 +42,11 @@ from latentguard.ops.runtime import resolve_device, seed_everything
 from latentguard.samples import sample_paths
 from latentguard.ops import metrics as _metrics  # looked up at call time (tests swap the standard metrics)
 from latentguard.evaluate.config import BenchConfig
-from latentguard.evaluate.edits import EditUnavailable, ModelCache, Unavailable, build_edits, caption_for, image_seed
+from latentguard.evaluate.edits import (PCA_PROMPTS, EditUnavailable, ModelCache, Unavailable, build_edits, caption_for,
+                                        image_seed)
 from latentguard.ops.metrics import REGISTRY as METRICS
 from latentguard.ops.metrics import STANDARD_METRICS
-from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
+from latentguard.evaluate.purify import _SWEEP, PURIFY_KINDS, build_purifications
 from latentguard.evaluate.report import build_report
 from latentguard.evaluate.scoring import Scorers, pair_metrics, score_cell
 from latentguard.io import JsonlWriter, collect_inputs, load_image, prepare_out_dir, save_image, write_manifest
@@ -218,9 +219,6 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
 def cells_per_image(cfg: BenchConfig) -> int:
     """Edits x purifications one image gets per (method, budget, surrogate, target), counted from the config as
     ``build_edits`` / ``build_purifications`` expand it (a list-valued swept parameter gives one per value)."""
-    from latentguard.evaluate.edits import PCA_PROMPTS
-    from latentguard.evaluate.purify import _SWEEP
-
     def n_edits(spec: dict) -> int:
         if spec.get("kind") == "recon":
             s = spec.get("sample", False)
