@@ -10,7 +10,7 @@ from pathlib import Path
 
 from latentguard.core.cli_args import add_common_args, add_resume_args
 from latentguard.core.errors import UserError
-from latentguard.core.outputs import finish
+from latentguard.core.outputs import check_out_dir, finish
 from latentguard.core.units import cli_number
 
 
@@ -122,6 +122,7 @@ def _preview(args: argparse.Namespace) -> int:
     from latentguard.evaluate.preview import pair_inputs, run_preview
     from latentguard.io import collect_inputs, prepare_out_dir, write_manifest
 
+    check_out_dir(args.out)  # a bad --out fails before anything is read
     pairs = pair_inputs(collect_inputs(args.protected), collect_inputs(args.clean))
     if not pairs:
         raise UserError("no protected images found")
