@@ -91,12 +91,13 @@ def render(d: dict) -> str:
 
     rec, i2i = "recon-sample", "img2img"
     obj1_gap = c[f"pca+|{i2i}"]["obj1_psnr"] - c[f"random-noise|{i2i}"]["obj1_psnr"]
-    timing = (f"measured on a shared 2-core CPU: {t['cpu_s'] / 60:.1f} CPU-minutes, {t['wall_s'] / 60:.1f} min wall at a "
-              f"load average of {t['load_avg_before'][0]:.0f}" if t else "not timed")
+    timing = (f"{t['cpu_s'] / 60:.1f} min of CPU time (user + system, 2 torch threads; {t['wall_s'] / 60:.0f} min wall on "
+              f"this project's shared {t['cpus']}-core machine at a load average of {t['load_avg_before'][0]:.0f} to "
+              f"{t['load_avg_after'][0]:.0f} from other jobs)" if t else "(not timed)")
     return (f"`runs/demo/report.html` opens with one preview grid per photo ({len(cfg['images'])} bundled photos at "
             f"{cfg['image_size']} px: clean, protected, amplified difference and random noise of the same "
-            f"{cfg['budget']} budget, and what the editor makes of each), then the tables. The demo takes "
-            f"{timing}; on an idle 2-core machine expect about the CPU time divided by two. Its figures "
+            f"{cfg['budget']} budget, and what the editor makes of each), then the tables. Measured: the demo takes "
+            f"{timing}. Its figures "
             f"(`benchmarks/results/demo.json`, mean over the photos): the reconstruction of PCA+-protected photos lands "
             f"{v('pca+', rec, 'obj2_psnr')} dB from the clean reconstruction against {v('random-noise', rec, 'obj2_psnr')} dB "
             f"for random noise of the same budget, the img2img edit {v('pca+', i2i, 'obj2_psnr')} dB from the clean edit "
