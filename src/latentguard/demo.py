@@ -1,10 +1,12 @@
 """``latentguard demo``: the main job end-to-end on the bundled models, offline.
 
-Protects the bundled sample photos with PCA+ (and, for comparison, random sign noise of the same budget)
-against ``zoo:vae-a``, edits clean and protected images with the VAE (sampled-latent reconstruction) and
-with img2img by the bundled photo editor ``zoo:ldm-photo``, and writes the evaluation report (``results.jsonl``, ``summary.csv``,
-``table.md``, plots, grids, ``report.html``, ``run.json``). It is ``latentguard bench`` on a fixed,
-small config (printed with ``--print-config``); ``--full`` uses all 8 photos and all PCA variants.
+Protects the bundled sample photos (4 of them, at 256 px) with PCA+ (and, for comparison, random sign noise of
+the same budget) against ``zoo:vae-a``, edits clean and protected images with the VAE (sampled-latent
+reconstruction) and with img2img by the bundled photo editor ``zoo:ldm-photo``, and writes the evaluation report:
+``report.html`` opens with the preview grids (per photo: clean | protected | amplified difference | equal-budget
+noise, and what the editor makes of each, ``preview/*.png``), then the tables (``results.jsonl``, ``summary.csv``,
+``table.md``, plots, grids, ``run.json``). It is ``latentguard bench`` on a fixed, small config (printed with
+``--print-config``); ``--full`` uses all 8 photos and all PCA variants (slower).
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from pathlib import Path
 
 from latentguard.core.cli_args import add_resume_args
 from latentguard.core.outputs import finish
+from latentguard.evaluate.cli import cell_counts
+
+
+# Large enough to see what the protection and the editor do (the report shows the preview grids at this size).
+DEMO_SIZE = 256
 
 
 def demo_config(full: bool = False, device: str = "auto", seed: int = 0) -> dict:
@@ -24,7 +31,7 @@ def demo_config(full: bool = False, device: str = "auto", seed: int = 0) -> dict
             "name": "latentguard demo",
             "targets": ["zoo:ldm-photo"],  # recon uses its VAE (zoo:vae-a), img2img its pipeline
             "images": "samples",
-            "image_size": 64,
+            "image_size": DEMO_SIZE,
             "max_images": None if full else 4,
             "batch_size": 4,
             "seed": seed,
@@ -65,7 +72,13 @@ def _run(args: argparse.Namespace) -> int:
     counts = run_bench(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=True,
                        command="latentguard demo")
     out = Path(args.out)
-    print(f"{counts['ok']} cells ok, {counts['error']} failed, {counts['skipped']} already done")
+    print(cell_counts(counts))
+    previews = out / "preview" / "preview.json"
+    if previews.exists():
+        from latentguard.evaluate.preview import summary_line  # defers torch (the preview module imports it)
+
+        for fig in json.loads(previews.read_text()):
+            print(summary_line(fig))
     if (out / "table.md").exists():
         print((out / "table.md").read_text())
     print(f"report: {out / 'report.html'}", file=sys.stderr)

@@ -30,6 +30,7 @@ OUT_COMMANDS = {
     ("implosion",): ["implosion", "cfg.toml"],
     ("zoo", "train"): ["zoo", "train", "vae-a"],
     ("survival",): ["survival", "x.png", "--clean", "y.png"],
+    ("preview",): ["preview", "p.png", "--clean", "c.png"],
 }
 
 

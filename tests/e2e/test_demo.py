@@ -20,6 +20,15 @@ def test_demo_end_to_end(tmp_path):
     for name in ("run.json", "results.jsonl", "summary.csv", "table.md", "report.html"):
         assert (out / name).exists(), name
     assert json.loads((out / "run.json").read_text())["command"] == "latentguard demo"
+    # the report opens with the preview grids (one per photo, at the demo's 256 px), the tables after
+    grids = sorted((out / "preview").glob("pca+_*.png"))
+    assert len(grids) == 4
+    from latentguard.evaluate.preview import grid_size
+    from latentguard.io import load_image
+
+    assert tuple(load_image(grids[0]).shape[-2:]) == grid_size(3, 256, 256)
+    html = (out / "report.html").read_text()
+    assert html.index("What the editor makes of the protected photos") < html.index("<h2>Tables</h2>")
     rows = list(csv.DictReader(open(out / "summary.csv")))
     psnr = {}
     for r in rows:

@@ -205,3 +205,45 @@ def test_standard_metrics_wired_when_available(tmp_path, monkeypatch):
         "psnr vs clean edit ↓ | ", "")
     none_line = next(ln for ln in md.splitlines() if ln.startswith("| no protection"))
     assert none_line.split("|")[5].strip() == "1.00"  # fake FID of identical sets
+
+
+def test_progress_bar_counts_the_cells_the_summary_counts(tmp_path, monkeypatch):
+    """Issue 22 item 12: the bar's unit and total are the summary line's cells (ok + failed + done + unavailable)."""
+    require_zoo("vae-a")
+    from latentguard.evaluate import runner as R
+    from latentguard.evaluate.cli import cell_counts
+    from latentguard.evaluate.config import BenchConfig
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, total=None, disable=False, **kw):
+            self.total, self.n, self.disable = total, 0, disable
+            bars.append(self)
+
+        def update(self, k=1):
+            self.n += k
+
+        def set_postfix_str(self, *a, **k):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(R, "tqdm", Recorder)
+    cfg = BenchConfig.from_dict({
+        "run": {"name": "count", "targets": ["zoo:vae-a"], "images": "samples", "image_size": 32, "max_images": 2,
+                "batch_size": 2, "seed": 0, "device": "cpu", "metrics": ["psnr"], "grid_images": 1},
+        "protect": {"methods": ["none", "random-noise"], "budgets": ["8/255"], "steps": 1, "surrogates": ["zoo:vae-a"]},
+        "edits": [{"kind": "recon", "sample": [False, True]}, {"kind": "img2img", "prompts": [""], "steps": 2}],
+        "purifications": [{"kind": "none"}, {"kind": "jpeg", "quality": [50]}],
+    })
+    counts = R.run_bench(cfg, tmp_path / "o", progress=True)
+    (bar,) = bars
+    cells = 2 * 2 * 3 * 2  # methods x images x edits x purifications (img2img is unavailable on a bare VAE)
+    assert bar.total == bar.n == counts["total"] == cells
+    assert counts["ok"] + counts["error"] + counts["skipped"] + counts["unavailable"] == cells
+    assert counts["unavailable"] == 2 * 2 * 2 and counts["ok"] == 2 * 2 * 2 * 2
+    assert cell_counts(counts).startswith(f"{counts['ok']} cells ok") and f"(of {cells})" in cell_counts(counts)
+    again = R.run_bench(cfg, tmp_path / "o", resume=True, progress=True)  # resumed: the same cells, now done
+    assert bars[1].total == bars[1].n == cells and again["skipped"] == counts["ok"] and again["ok"] == 0

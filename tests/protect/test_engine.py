@@ -222,3 +222,37 @@ def test_bad_parameters_raise_valueerror_naming_them(name, kwargs, param, tiny_v
 def test_bad_images(bad, tiny_vae):
     with pytest.raises(ValueError, match="images"):
         get("pca+", vae=tiny_vae, steps=1)(bad)
+
+
+def test_step_callback_reports_every_step_and_leaves_the_result_bit_identical(tiny_vae, images16):
+    """Issue 22 item 10: one callback per step with steps x tiles x EOT; the output does not depend on it."""
+    from latentguard.protect import StepInfo
+
+    p = get("pca+", vae=tiny_vae, eps=8 / 255, steps=5, tile_size=16, tile_overlap=4, eot_samples=2,
+            transforms="noise")
+    big = torch.nn.functional.interpolate(images16, size=(24, 40), mode="bilinear").clamp(0, 1)
+    seen: list[StepInfo] = []
+    with_cb = p.protect(big, callback=seen.append)
+    without = p.protect(big)
+    assert torch.equal(with_cb.images, without.images)
+    assert [i.step for i in seen] == [1, 2, 3, 4, 5] and {i.steps for i in seen} == {5}
+    assert {i.tiles for i in seen} == {len(tile_grid(24, 40, 16, 4, 2))} and seen[0].tiles > 1
+    assert seen[0].eot_samples == 2 and seen[0].passes == 2 * seen[0].tiles and seen[0].images == 2
+    assert all(b.elapsed >= a.elapsed for a, b in zip(seen, seen[1:])) and seen[-1].eta == 0
+    assert seen[0].eta == pytest.approx(seen[0].step_seconds * 4)
+
+
+def test_step_callback_can_stop_the_run(tiny_vae, images16):
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(info):
+        if info.step == 2:
+            raise Stop
+
+    x = images16.clone()
+    with pytest.raises(Stop):
+        get("pca+", vae=tiny_vae, steps=10).protect(images16, callback=stop_at_2)
+    assert torch.equal(images16, x)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        get("pca+", vae=tiny_vae, steps=1).protect(images16, callback=3)

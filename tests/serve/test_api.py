@@ -268,3 +268,19 @@ def test_input_tensor_of_the_job_is_not_kept(client):
     with pool._lock:
         jobs = list(pool._jobs.values())
     assert all(not any(isinstance(v, torch.Tensor) for v in vars(j).values()) for j in jobs)
+
+
+def test_progress_is_the_engines_real_step_count(client, tmp_path):
+    """Issue 22 item 10: the job reports the engine's steps (its per-step callback), not a time estimate."""
+    from latentguard.serve.jobs import _P_LOAD, _P_PROTECT, Job
+
+    r = client.post("/v1/protect", files={"image": ("s.png", png_bytes(40, 32, 5))}, data={"steps": "3", "wait": "0"})
+    assert r.status_code == 202
+    j = _poll(client, r.json()["id"])
+    assert j["status"] == "done" and j["steps_done"] == j["steps"] == 3 and "progress_estimated" not in j
+    job = Job(id="0" * 32, params=None, stem="s", folder=tmp_path, upload=tmp_path / "u.png")
+    job.status, job.stage, job.started = "running", "protecting", time.time()
+    job.steps_done, job.steps_total = 0, 4
+    assert job.progress() == pytest.approx(_P_LOAD)
+    job.steps_done = 3
+    assert job.progress() == pytest.approx(_P_LOAD + (_P_PROTECT - _P_LOAD) * 0.75)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from latentguard import __version__
 from latentguard import demo
+from latentguard.cli import preview as preview_cli
 from latentguard.cli import survival as survival_cli
 from latentguard.core import logs
 from latentguard.core.errors import UserError
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in CAPABILITY_CLIS:
         mod.register(sub)
     survival_cli.install(sub)  # protect --survival runs evaluate's survival (a layer above protect)
+    preview_cli.attach_to_protect(sub)  # protect --preview runs the evaluate layer's preview
     _add_epilogs(sub)
     return parser
 

@@ -1,5 +1,6 @@
-"""``latentguard bench CONFIG.toml --out DIR [--resume]``, ``latentguard report DIR`` and
-``latentguard survival PROTECTED... --clean CLEAN... --model SPEC --out DIR``."""
+"""``latentguard bench CONFIG.toml --out DIR [--resume]``, ``latentguard report DIR``,
+``latentguard survival PROTECTED... --clean CLEAN... --model SPEC --out DIR`` and
+``latentguard preview PROTECTED... --clean CLEAN... --out DIR``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 from latentguard.core.cli_args import add_common_args, add_resume_args
 from latentguard.core.errors import UserError
-from latentguard.core.outputs import finish
+from latentguard.core.outputs import check_out_dir, finish
+from latentguard.core.units import cli_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +67,75 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_args(s, out=True, model=False)
     s.set_defaults(func=_survival)
 
+    v = subparsers.add_parser(
+        "preview", help="show what an editor makes of protected photos, beside the clean ones and equal-budget noise",
+        description="Per image: a side-by-side PNG (clean | protected | amplified difference | random noise of the "
+                    "same budget; rows: the image, the editor's VAE reconstruction, its img2img) and a line of "
+                    "figures (PSNR/SSIM; the method's own objective against the noise), into DIR/<id>.png, "
+                    "preview.csv and preview.json. Pairs are matched by file name, else by position.")
+    v.add_argument("protected", nargs="+", metavar="PROTECTED", help="protected images (files, folders, globs)")
+    v.add_argument("--clean", nargs="+", required=True, metavar="CLEAN", help="the clean originals")
+    v.add_argument("--method", default=None,
+                   help="the protection used (scores its objective; default: read from the PNG's provenance)")
+    v.add_argument("--eps", type=_number, default=None,
+                   help="budget of the comparison noise, e.g. 16/255 (default: the PNG's provenance, else the "
+                        "measured L-inf distance)")
+    add_preview_args(v)
+    add_common_args(v, out=True, model=False)
+    add_resume_args(v, resume=None, overwrite="replace the previews in an --out that holds some")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(func=_preview)
+
+
+_number = cli_number("16/255 or 0.0627")
+
+
+def add_preview_args(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """The preview's editor options (``latentguard preview``; ``protect --preview`` adds them with ``prefix``
+    ``preview-`` where a name would clash)."""
+    p.add_argument("--editor", default="zoo:ldm-photo", metavar="SPEC",
+                   help="the editor: a pipeline spec (its VAE reconstruction and img2img) or a VAE (reconstruction "
+                        "only); default: the bundled photo editor zoo:ldm-photo")
+    p.add_argument(f"--{prefix}size", dest="preview_size", type=int, default=512, metavar="PX",
+                   help="larger photos are previewed on their central crop of this size (default 512)")
+    p.add_argument(f"--{prefix}strength", dest="preview_strength", type=float, default=0.5, metavar="S",
+                   help="img2img strength (default 0.5)")
+    p.add_argument(f"--{prefix}steps", dest="preview_steps", type=int, default=20, metavar="N",
+                   help="img2img inference steps of the full trajectory (default 20)")
+
+
+def editor_from_args(args: argparse.Namespace):
+    """The :class:`~latentguard.evaluate.preview.PreviewEditor` the preview flags describe."""
+    from latentguard.evaluate.preview import load_editor  # defers torch and diffusers
+
+    if args.preview_size < 8:
+        raise UserError(f"--size must be >= 8, got {args.preview_size}")
+    try:
+        return load_editor(args.editor, device=args.device, dtype=args.dtype, strength=args.preview_strength,
+                           steps=args.preview_steps)
+    except ValueError as exc:
+        raise UserError(f"--editor {args.editor}: {exc}") from None
+
+
+def _preview(args: argparse.Namespace) -> int:
+    # deferred: torch (the preview computes edits)
+    from latentguard.evaluate.preview import pair_inputs, run_preview
+    from latentguard.io import collect_inputs, prepare_out_dir, write_manifest
+
+    check_out_dir(args.out)  # a bad --out fails before anything is read
+    pairs = pair_inputs(collect_inputs(args.protected), collect_inputs(args.clean))
+    if not pairs:
+        raise UserError("no protected images found")
+    out = prepare_out_dir(args.out, overwrite=args.overwrite, markers=("preview.json",), resumable=False)
+    editor = editor_from_args(args)
+    write_manifest(out, "latentguard " + " ".join(sys.argv[1:]), {k: v for k, v in vars(args).items() if k != "func"},
+                   args.seed)
+    res = run_preview(pairs, out, editor=editor, method=args.method, eps=args.eps, seed=args.seed,
+                      size=args.preview_size, progress=not args.no_progress)
+    print(f"previewed {res['ok']} image(s)" + (f", {res['error']} failed" if res["error"] else "")
+          + f" -> {out} (grids, preview.csv, preview.json)")
+    return finish([(e["protected"], e["error"]) for e in res["errors"]], what="image")
+
 
 def _bench(args: argparse.Namespace) -> int:
     import dataclasses
@@ -83,9 +154,16 @@ def _bench(args: argparse.Namespace) -> int:
     counts = run_bench(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
                        command="latentguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "latentguard bench")
     out = Path(args.out)
-    print(f"{counts['ok']} cells ok, {counts['error']} failed, {counts['skipped']} already done; "
-          f"table: {out / 'table.md'}, report: {out / 'report.html'}")
+    print(f"{cell_counts(counts)}; table: {out / 'table.md'}, report: {out / 'report.html'}")
     return finish(failed_cells(out), what="cell")
+
+
+def cell_counts(counts: dict) -> str:
+    """The run's summary line, in the progress bar's unit (cells: image x edit x purification x method...)."""
+    parts = [f"{counts['ok']} cells ok", f"{counts['error']} failed", f"{counts['skipped']} already done"]
+    if counts.get("unavailable"):
+        parts.append(f"{counts['unavailable']} unavailable")
+    return ", ".join(parts) + (f" (of {counts['total']})" if "total" in counts else "")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ writes:
   (surrogate, target, edit family, purification): method rows, metric columns, the arrow giving the
   direction of *stronger protection*, means over images and prompts;
 * ``plots/*.png`` and ``grids/*.png`` (:mod:`latentguard.evaluate.plots`);
+* ``preview/*.png``: per image and protection, the preview grid (:func:`latentguard.evaluate.preview.bench_previews`:
+  clean | protected | difference | equal-budget noise, and the edits of each), shown first in the report;
 * ``report.html``: all of it, images inlined as base64, from the jinja2 template
   ``latentguard/evaluate/templates/report.html``.
 """
@@ -27,6 +29,7 @@ import jinja2
 
 from latentguard.ops.metrics import REGISTRY as METRICS
 from latentguard.evaluate.plots import write_grids, write_plots
+from latentguard.evaluate.preview import bench_previews
 from latentguard.evaluate.tables import (
     EDIT_KEYS,
     OBJECTIVES_NOTE,
@@ -45,7 +48,9 @@ _CSS = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222
         "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
         "font-size:13px;text-align:right}td:first-child,th:first-child{text-align:left}"
         "img{image-rendering:pixelated;margin:4px}.grid img{width:min(100%,520px)}code{background:#f4f4f4}"
-        ".note{background:#fff8e1;padding:8px;border-left:4px solid #f0b400}")
+        ".note{background:#fff8e1;padding:8px;border-left:4px solid #f0b400}"
+        ".preview img{image-rendering:auto;max-width:100%;margin:4px 0}.preview p{text-align:left;font-size:13px}"
+        ".wide{max-width:100%;overflow-x:auto}")
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("latentguard.evaluate", "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined,
@@ -57,7 +62,7 @@ def _b64(path: Path) -> str:
 
 
 def write_html(out: Path, cfg: dict, manifest: dict, rows: list[dict], tables: list[dict], plots: list[Path],
-               grids: list[dict], max_grids: int = 80) -> Path:
+               grids: list[dict], max_grids: int = 80, previews: list[dict] | None = None) -> Path:
     """``out/report.html``: the run's tables, budget check, unavailable and failed cells, plots and grids."""
     several = len(cfg.get("budgets", [])) > 1
     shown: list[dict] = []
@@ -101,6 +106,7 @@ def write_html(out: Path, cfg: dict, manifest: dict, rows: list[dict], tables: l
                    "src": _b64(g["path"])} for g in shown],
         "more_grids": len(grids) - len(shown) if grids else 0,
         "config_json": json.dumps(cfg, indent=2, default=str),
+        "previews": [{"caption": p["caption"], "line": p["line"], "src": _b64(p["path"])} for p in (previews or [])],
     }
     path = out / "report.html"
     path.write_text(_ENV.get_template("report.html").render(**context))
@@ -122,5 +128,7 @@ def build_report(out_dir: str | Path) -> dict[str, Any]:
     (out / "tables.json").write_text(json.dumps(tables, indent=1, default=str))
     plots = write_plots(out, cfg, rows)
     grids = write_grids(out, cfg, rows)
-    write_html(out, cfg, manifest, rows, tables, plots, grids)
-    return {"rows": len(rows), "tables": len(tables), "plots": len(plots), "grids": len(grids)}
+    previews = bench_previews(out, cfg, rows)
+    write_html(out, cfg, manifest, rows, tables, plots, grids, previews=previews)
+    return {"rows": len(rows), "tables": len(tables), "plots": len(plots), "grids": len(grids),
+            "previews": [p["line"] for p in previews]}

@@ -37,23 +37,30 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from latentguard.ops.grid import quantize_8bit
 from latentguard.ops.runtime import resolve_device, seed_everything
 from latentguard.samples import sample_paths
 from latentguard.ops import metrics as _metrics  # looked up at call time (tests swap the standard metrics)
 from latentguard.evaluate.config import BenchConfig
-from latentguard.evaluate.edits import EditUnavailable, ModelCache, Unavailable, build_edits, caption_for, image_seed
+from latentguard.evaluate.edits import (PCA_PROMPTS, EditUnavailable, ModelCache, Unavailable, build_edits, caption_for,
+                                        image_seed)
 from latentguard.ops.metrics import REGISTRY as METRICS
 from latentguard.ops.metrics import STANDARD_METRICS
-from latentguard.evaluate.purify import PURIFY_KINDS, build_purifications
+from latentguard.evaluate.purify import _SWEEP, PURIFY_KINDS, build_purifications
 from latentguard.evaluate.report import build_report
 from latentguard.evaluate.scoring import Scorers, pair_metrics, score_cell
 from latentguard.io import JsonlWriter, collect_inputs, load_image, prepare_out_dir, save_image, write_manifest
 from latentguard.models import load_embedder
 from latentguard.protect import get as get_protection
+from latentguard.protect.engine import Protection
 
 
-def _run_protection(fn: Callable, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    out = fn(images, generator=generator)
+def _run_protection(fn: Callable, images: torch.Tensor, generator: torch.Generator | None,
+                    on_step: Callable | None = None) -> torch.Tensor:
+    if on_step is not None and isinstance(fn, Protection) and type(fn).__call__ is Protection.__call__:
+        out = fn.protect(images, generator=generator, callback=on_step)  # the same images as fn(images)
+    else:
+        out = fn(images, generator=generator)
     if isinstance(out, tuple):  # (protected, record)
         out = out[0]
     if hasattr(out, "images") and not isinstance(out, torch.Tensor):
@@ -123,9 +130,8 @@ def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+_\-]+", "-", str(s)) or "x"
 
 
-def _quantize(x: torch.Tensor) -> torch.Tensor:
-    """What an 8-bit PNG holds (every image is saved, and reused on --resume, as PNG)."""
-    return (x.float().clamp(0, 1) * 255).round() / 255
+# What an 8-bit PNG holds (every image is saved, and reused on --resume, as PNG).
+_quantize = quantize_8bit
 
 
 @dataclass
@@ -140,6 +146,7 @@ class _Ctx:
     n_ok: int = 0
     n_err: int = 0
     n_skip: int = 0
+    n_unavailable: int = 0
 
 
 def cell_key(method: str, eps_label: str, surrogate: str, target: str, edit: str, purif: str, image: str) -> str:
@@ -195,7 +202,9 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
                writer.done_keys() if resume else set(), std)
     prot_cells = [(m, e, s) for m in cfg.methods for e in (cfg.budgets if m != "none" else [(0.0, "0")])
                   for s in cfg.surrogates]
-    total = len(prot_cells) * len(cfg.targets) * len(_batches(images, cfg.batch_size))
+    # The bar counts what the summary line counts: cells, one per image x edit x purification of every
+    # (method, budget, surrogate, target); it moves a batch of cells at a time.
+    total = len(prot_cells) * len(cfg.targets) * len(images) * cells_per_image(cfg)
     bar = tqdm(total=total, desc="bench", unit="cell", disable=not progress, dynamic_ncols=True)
     try:
         for method, (eps, eps_label), surrogate in prot_cells:
@@ -203,7 +212,25 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
     finally:
         bar.close()
     build_report(out)
-    return {"ok": ctx.n_ok, "error": ctx.n_err, "skipped": ctx.n_skip}
+    return {"ok": ctx.n_ok, "error": ctx.n_err, "skipped": ctx.n_skip, "unavailable": ctx.n_unavailable,
+            "total": total}
+
+
+def cells_per_image(cfg: BenchConfig) -> int:
+    """Edits x purifications one image gets per (method, budget, surrogate, target), counted from the config as
+    ``build_edits`` / ``build_purifications`` expand it (a list-valued swept parameter gives one per value)."""
+    def n_edits(spec: dict) -> int:
+        if spec.get("kind") == "recon":
+            s = spec.get("sample", False)
+            return len(s) if isinstance(s, list) else 1
+        p = spec.get("prompts", "pca")
+        return len(PCA_PROMPTS) if p == "pca" else (1 if isinstance(p, str) else len(p))
+
+    def n_purifs(spec: dict) -> int:
+        v = spec.get(_SWEEP.get(spec.get("kind"), ""), None)
+        return len(v) if isinstance(v, list) else 1
+
+    return sum(n_edits(e) for e in cfg.edits) * sum(n_purifs(p) for p in cfg.purifications)
 
 
 @dataclass(frozen=True)
@@ -226,6 +253,7 @@ class CellError:
 def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: float, eps_label: str,
                          surrogate: str, bar: Any) -> None:
     cfg = ctx.cfg
+    per_image = cells_per_image(cfg)
     pslug = slug(f"{method}_{eps_label}_{surrogate}")
     base = {"method": method, "eps": eps, "eps_label": eps_label, "surrogate": surrogate}
     prot_fn: Callable | None = None
@@ -242,13 +270,15 @@ def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: 
                 purifs = [p for spec in cfg.purifications for p in build_purifications(spec, target, ctx.models)]
             except Exception as exc:  # noqa: BLE001 - a target that does not load is recorded, the run goes on
                 _record_errors(ctx, base, target, "*", "*", batch, CellError.of(exc))
-                bar.update(1)
+                ctx.n_err += (per_image - 1) * len(batch)  # every cell of the target failed
+                bar.update(per_image * len(batch))
                 continue
             todo = [(e, p) for p in purifs for e in edits
                     if any(cell_key(method, eps_label, surrogate, target, e.name, p.name, i) not in ctx.done for i in ids)]
+            n_cells = len(edits) * len(purifs) * len(batch)
             if not todo:
-                ctx.n_skip += len(edits) * len(purifs) * len(batch)
-                bar.update(1)
+                ctx.n_skip += n_cells
+                bar.update(n_cells)
                 continue
             if protected is None and prot_err is None:
                 try:
@@ -262,8 +292,12 @@ def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: 
                     gen = torch.Generator().manual_seed(image_seed(cfg.seed, pslug + "|" + ",".join(ids)))
                     fn = prot_fn
 
+                    def _on_step(info: Any, _m: str = method, _t: str = target) -> None:
+                        bar.set_postfix_str(f"{_m} {eps_label} step {info.step}/{info.steps} -> {_t}")
+
                     def _compute() -> torch.Tensor:
-                        return _run_protection(fn, clean.to(ctx.models.device), gen).cpu()
+                        return _run_protection(fn, clean.to(ctx.models.device), gen,
+                                               None if bar.disable else _on_step).cpu()
 
                     protected = _cached_batch(ctx.out / "images" / "protected" / pslug, ids, _compute,
                                               {"method": method, "eps": eps_label, "surrogate": surrogate})
@@ -273,7 +307,9 @@ def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: 
             if prot_err is not None:
                 for e, p in todo:
                     _record_errors(ctx, base, target, e.name, p.name, batch, prot_err.prefixed("protection failed: "))
-                bar.update(1)
+                n_done = n_cells - len(todo) * len(batch)
+                ctx.n_skip += n_done
+                bar.update(n_cells)
                 continue
             assert protected is not None
             for im in batch:
@@ -282,8 +318,9 @@ def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: 
             input_metrics = pair_metrics(("psnr", "ssim") + (("embed-dist",) if emb else ()), protected, clean,
                                          Scorers(emb))
             input_metrics["linf"] = (protected - clean).abs().flatten(1).amax(1).tolist()
+            ctx.n_skip += n_cells - len(todo) * len(batch)  # (edit, purification) pairs already done for the batch
             _run_target(ctx, base, pslug, target, batch, clean, protected, edits, purifs, todo, input_metrics, t_prot)
-            bar.update(1)
+            bar.update(n_cells)
 
 
 def failed_cells(out_dir: str | Path) -> list[tuple[str, str]]:
@@ -356,6 +393,7 @@ def _run_target(ctx: _Ctx, base: dict, pslug: str, target: str, batch: list[Benc
                 u = e if isinstance(e, Unavailable) else p
                 key = cell_key(base["method"], base["eps_label"], base["surrogate"], target, e.name, p.name, "*")
                 ctx.writer.write({"key": key, "status": "unavailable", **common, "image": "*", "reason": u.reason})
+                ctx.n_unavailable += len(batch)
                 continue
             pur = purified[p.name]
             if isinstance(pur, CellError):
@@ -372,6 +410,7 @@ def _run_target(ctx: _Ctx, base: dict, pslug: str, target: str, batch: list[Benc
             except EditUnavailable as exc:
                 key = cell_key(base["method"], base["eps_label"], base["surrogate"], target, e.name, p.name, "*")
                 ctx.writer.write({"key": key, "status": "unavailable", **common, "image": "*", "reason": str(exc)})
+                ctx.n_unavailable += len(batch)
                 continue
             except Exception as exc:  # noqa: BLE001 - an edit that fails at run time is recorded, the run goes on
                 _record_errors(ctx, base, target, e.name, p.name, batch, CellError.of(exc))
@@ -381,6 +420,7 @@ def _run_target(ctx: _Ctx, base: dict, pslug: str, target: str, batch: list[Benc
             for k, im in enumerate(batch):
                 key = cell_key(base["method"], base["eps_label"], base["surrogate"], target, e.name, p.name, im.id)
                 if key in ctx.done:
+                    ctx.n_skip += 1
                     continue
                 save_image(edited[k], edir / f"{im.id}.png")
                 files = {

@@ -252,25 +252,34 @@ def _html(summary: dict, rows: list[dict], plots: list[str], title: str) -> str:
     if "distortion" in summary:
         d = summary["distortion"]
         keys = [k for k in next(iter(d["quartiles"].values())) if "/" in k and k != "per_timestep"]
-        dh = "<th>group</th><th>n</th><th>members</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+        # One row per (group, attack), one column per mask: the page keeps its width however many attacks
+        # and masks there are (a column per attack/mask ran off a 1200 px page).
+        attacks = list(dict.fromkeys(k.split("/", 1)[0] for k in keys))
+        masks = list(dict.fromkeys(k.split("/", 1)[1] for k in keys))
+        dh = "<tr><th>group</th><th>n</th><th>members</th><th>attack</th>" + "".join(
+            f"<th>{html.escape(m)} mask</th>" for m in masks) + "</tr>"
         db = ""
         for how in ("median", "quartiles"):
             for name, g in d[how].items():
-                db += f"<tr><td>{how}:{name}</td><td>{g['n']}</td><td>{g['n_members']}</td>" + "".join(
-                    f"<td>{f(g[k]) if g[k] is not None else '-'}</td>" for k in keys) + "</tr>"
+                for ai, a in enumerate(attacks):
+                    lead = (f"<td>{how}:{name}</td><td>{g['n']}</td><td>{g['n_members']}</td>" if ai == 0
+                            else "<td></td><td></td><td></td>")
+                    db += f"<tr>{lead}<td>{html.escape(a)}</td>" + "".join(
+                        f"<td>{f(g[f'{a}/{m}']) if g.get(f'{a}/{m}') is not None else '-'}</td>" for m in masks) + "</tr>"
         lvs = d["log_volume"]
         dist = (f"<h2>Distortion split (AUROC per log-volume group)</h2><p>mean log-volume: members "
                 f"{lvs['members_mean']:.3f}, non-members {lvs['nonmembers_mean']:.3f}; AUROC of log-volume alone "
-                f"{lvs['auroc_of_log_volume']:.3f}</p><table>{dh}{db}</table>")
+                f"{lvs['auroc_of_log_volume']:.3f}</p><div class='wide'><table>{dh}{db}</table></div>")
     imgs = "".join(f'<p><img src="{html.escape(p)}" style="max-width:100%"></p>' for p in plots)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:3px 6px;font-size:13px}</style></head><body>"
+            "body{font-family:sans-serif;margin:2em auto;max-width:1200px;padding:0 1em}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
+            ".wide{max-width:100%;overflow-x:auto}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>{summary['n_members']} members, {summary['n_nonmembers']} non-members; "
             f"timesteps {summary['timesteps']}. Protocols: <b>paper</b> = best timestep chosen with all labels; "
             f"<b>honest</b> = timestep and threshold chosen on a {summary['calib_fraction']:.0%} calibration split, "
             "scored on the rest. Masks: none, pullback (drop lowest-contribution dims), random (same count, "
-            f"random).</p><table><tr>{head}</tr>{body}</table>{dist}{imgs}</body></html>")
+            f"random).</p><div class='wide'><table><tr>{head}</tr>{body}</table></div>{dist}{imgs}</body></html>")
 
 
 def write_membership_report(ms: mia.MembershipScores, ids: list[str], summary: dict, out: Path, title: str) -> None:

@@ -19,7 +19,7 @@ from latentguard.core.lazy import lazy_exports
 from latentguard.protect.registry import available, get, get_class, register
 
 _LAZY, __getattr__, __dir__ = lazy_exports(__name__, {
-    "latentguard.protect.engine": ("ProtectOutput", "ProtectRecord", "Protection", "frozen", "kl_standard_normal",
+    "latentguard.protect.engine": ("ProtectOutput", "ProtectRecord", "Protection", "StepInfo", "frozen", "kl_standard_normal",
                                    "run_protection", "tile_grid"),
     "latentguard.protect.baselines": ("NoProtection", "RandomSignNoise"),
     "latentguard.protect.pca": ("PCAAdaptive", "PCAMinus", "PCAPlus", "PosteriorCollapse", "pca_loss"),

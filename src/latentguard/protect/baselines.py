@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -77,8 +77,10 @@ class _Reference(Protection):
         return out
 
     def protect(self, images: torch.Tensor, *, mask: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, progress: bool = False) -> ProtectOutput:
-        """The output with one :class:`~latentguard.protect.engine.ProtectRecord` per image."""
+                generator: torch.Generator | None = None, progress: bool = False,
+                callback: Any = None) -> ProtectOutput:
+        """The output with one :class:`~latentguard.protect.engine.ProtectRecord` per image (no steps: a
+        ``callback`` is never called)."""
         t0 = time.perf_counter()
         out = self(images, mask=mask, generator=generator)
         dev = self.device

@@ -22,6 +22,7 @@ from latentguard.core.cli_args import LOSSY_FORMATS, add_common_args, add_resume
 from latentguard.core.errors import UserError
 from latentguard.core.outputs import EXIT_OK, finish
 from latentguard.core.units import cli_number
+from latentguard.protect.progress import StepBar
 from latentguard.protect.registry import NORMS, PRESETS, STEP_DECAYS, available, get
 
 DIFFUSION_METHODS = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
@@ -105,20 +106,31 @@ def _write_summary(out: Path, rows: list[dict]) -> None:
             w.writerow(r)
     if not ok:
         return
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    names = [Path(str(r.get("input", i))).name for i, r in enumerate(ok)]
+    method = ok[0].get("method", "")
+
+    def same(a: float, b: float) -> bool:
+        return abs(a - b) <= 1e-4 * max(1.0, abs(a), abs(b))
+
+    # PCA+'s objective *is* the KL to N(0, I): a second KL panel would repeat the first; the posterior variance
+    # it drives (PCA+ shrinks sigma^2, docs/protect.md) says something new.
+    kl_is_objective = all(same(r["loss_before"], r["kl_before"]) and same(r["loss_after"], r["kl_after"]) for r in ok)
+    second = (("sigma2_before", "sigma2_after", "mean posterior variance sigma^2 (log)") if kl_is_objective
+              else ("kl_before", "kl_after", "KL(q(z|x) || N(0,I))"))
+    fig, axes = plt.subplots(1, 3, figsize=(max(12, 0.45 * len(ok) * 3), 4))
     idx = range(len(ok))
-    axes[0].bar([i - 0.2 for i in idx], [r["loss_before"] for r in ok], width=0.4, label="before")
-    axes[0].bar([i + 0.2 for i in idx], [r["loss_after"] for r in ok], width=0.4, label="after")
-    axes[0].set_title(f"{ok[0].get('method', '')} objective per image")
-    axes[0].legend()
-    axes[1].bar([i - 0.2 for i in idx], [r["kl_before"] for r in ok], width=0.4, label="before")
-    axes[1].bar([i + 0.2 for i in idx], [r["kl_after"] for r in ok], width=0.4, label="after")
-    axes[1].set_title("KL(q(z|x) || N(0,I))")
-    axes[1].legend()
-    axes[2].hist([r["psnr"] for r in ok if r.get("psnr") is not None], bins=20)
+    for ax, (b0, b1, title) in zip(axes[:2], (("loss_before", "loss_after", f"{method} objective per image"), second)):
+        ax.bar([i - 0.2 for i in idx], [r[b0] for r in ok], width=0.4, label="before")
+        ax.bar([i + 0.2 for i in idx], [r[b1] for r in ok], width=0.4, label="after")
+        ax.set_title(title)
+        ax.legend()
+    if kl_is_objective:
+        axes[1].set_yscale("log")
+    axes[2].bar(list(idx), [r["psnr"] if r.get("psnr") is not None else 100.0 for r in ok], color="C2")
     axes[2].set_title("PSNR protected vs input (dB)")
-    for ax in axes[:2]:
-        ax.set_xlabel("image")
+    step = max(1, len(ok) // 30)  # at most ~30 file names per axis
+    for ax in axes:
+        ax.set_xticks(list(idx)[::step], names[::step], rotation=35, ha="right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "summary.png", dpi=100)
     plt.close(fig)
@@ -164,6 +176,7 @@ def _run(args: argparse.Namespace) -> int:
               "re-encoding weakens the protection (docs/survival.md measures by how much); PNG keeps all of it",
               file=sys.stderr)
     bar = tqdm(total=len(todo), desc=f"protect {args.method}", unit="img", disable=args.no_progress, file=sys.stderr)
+    step_bar = StepBar(disable=args.no_progress)  # per-step progress and ETA of the current image
     for path, loaded, err in iter_read(todo):
         key = str(path.resolve())
         row = {"key": key, "input": str(path), "method": args.method}
@@ -177,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
             bar.update(1)
             continue
         try:
-            res = method.protect(img, mask=mask, generator=torch_generator(args.seed, method.device))
+            res = method.protect(img, mask=mask, generator=torch_generator(args.seed, method.device), callback=step_bar)
         except (ValueError, FloatingPointError, RuntimeError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"latentguard: failed {path}: {msg}", file=sys.stderr)
@@ -210,6 +223,7 @@ def _run(args: argparse.Namespace) -> int:
                       **({"notes": notes} if notes else {}), **rec})
         n_ok += 1
         bar.update(1)
+    step_bar.close()
     bar.close()
     _write_summary(out, writer.rows())
     skipped = len(paths) - len(todo)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -160,6 +160,40 @@ class ProtectRecord:
     def improved(self) -> bool:
         """Whether the objective moved in the method's direction."""
         return self.loss_after > self.loss_before if self.maximize else self.loss_after < self.loss_before
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What the engine passes to a ``callback`` after each projected-gradient step.
+
+    ``step`` counts finished steps (1..``steps``); one step costs ``eot_samples x vaes x tiles`` forward and
+    backward passes (``passes``). ``elapsed`` is the wall time since the run started (seconds, model
+    preparation and the "before" measurement included); ``eta`` extrapolates the mean time per step so far.
+    """
+
+    method: str
+    step: int
+    steps: int
+    tiles: int
+    eot_samples: int
+    vaes: int
+    images: int
+    elapsed: float
+    step_seconds: float
+
+    @property
+    def passes(self) -> int:
+        """Forward+backward passes per step."""
+        return self.eot_samples * self.vaes * self.tiles
+
+    @property
+    def eta(self) -> float:
+        """Seconds left, from the mean step time so far (the final measurement not included)."""
+        return self.step_seconds * (self.steps - self.step)
+
+
+#: ``callback(info)`` after every step; an exception it raises stops the run (and propagates to the caller).
+StepCallback = Callable[[StepInfo], None]
 
 
 @dataclass
@@ -312,7 +346,8 @@ class Protection:
         return self.protect(images, mask=mask, generator=generator).images
 
     def protect(self, images: torch.Tensor, *, mask: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, progress: bool = False) -> ProtectOutput:
+                generator: torch.Generator | None = None, progress: bool = False,
+                callback: StepCallback | None = None) -> ProtectOutput:
         """Run the attack; returns the images, the perturbation and one :class:`ProtectRecord` per image.
 
         Args:
@@ -321,8 +356,11 @@ class Protection:
                 ``[N,1,H,W]``), values in [0,1], binarised at 0.5; pixels outside stay bit-identical.
             generator: randomness (random start, EOT draws, diffusion noise); default: seeded by ``seed``.
             progress: show a tqdm bar over the steps (stderr).
+            callback: called after every step with a :class:`StepInfo` (step count, tiles, EOT samples, elapsed
+                time and ETA), e.g. to drive a progress bar or a web job's status; it sees no tensors and cannot
+                change the result. An exception it raises stops the run and propagates (a deadline, a cancel).
         """
-        return run_protection(self, images, mask=mask, generator=generator, progress=progress)
+        return run_protection(self, images, mask=mask, generator=generator, progress=progress, callback=callback)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -418,7 +456,8 @@ def _evaluate(p: Protection, x: torch.Tensor, ctxs, tiles, multiple: int, eval_s
 
 
 def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None, progress: bool = False) -> ProtectOutput:
+                   generator: torch.Generator | None = None, progress: bool = False,
+                   callback: StepCallback | None = None) -> ProtectOutput:
     """The engine (see the module docstring); :meth:`Protection.protect` calls it."""
     _check_images(images)
     dev = p.device
@@ -440,12 +479,20 @@ def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | 
             from tqdm.auto import tqdm
 
             it = tqdm(it, desc=p.name, unit="step", leave=False)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        t_steps = time.perf_counter()
         for t in it:
             g = _gradient(p, x, delta, ctxs, tiles, multiple, generator)
             if not torch.isfinite(g).all():
                 raise FloatingPointError(f"{p.name}: non-finite gradient at step {t} (objective overflow?)")
             alpha = pgd.step_size(p.alpha, t, p.steps, p.step_decay, p.decay_floor)
             delta = pgd.pgd_step(x, delta, g, alpha=alpha, eps=p.eps, norm=p.norm, maximize=p.maximize, mask=m)
+            if callback is not None:
+                now = time.perf_counter()
+                callback(StepInfo(method=p.name, step=t + 1, steps=p.steps, tiles=len(tiles), eot_samples=p.eot_samples,
+                                  vaes=len(p.vaes), images=int(x.shape[0]), elapsed=now - t0,
+                                  step_seconds=(now - t_steps) / (t + 1)))
         x_adv = (x + delta).clamp(0.0, 1.0)
         loss1, kl1, s21 = _evaluate(p, x_adv, ctxs, tiles, multiple, p.seed + 1)
     if dev.type == "cuda":

@@ -116,7 +116,9 @@ def job_json(job: Job, request: Request | None = None) -> dict[str, Any]:
     base = f"/v1/jobs/{job.id}"
     d: dict[str, Any] = {
         "id": job.id, "status": job.status, "stage": job.stage, "progress": round(job.progress(), 3),
-        "progress_estimated": job.status == "running", "name": job.result_name, "params": job.params.to_dict(),
+        "steps_done": job.steps_done, "steps": job.steps_total,
+        "eta_s": None if job.eta_s is None or job.stage != "protecting" else round(job.eta_s, 1),
+        "name": job.result_name, "params": job.params.to_dict(),
         "created": job.created, "started": job.started, "finished": job.finished,
         "status_url": base, "result_url": None, "error": job.error,
     }

@@ -13,9 +13,9 @@ chunks, via :func:`latentguard.io.save_image`), ``diff.png`` (the perturbation a
 and, with ``preview``, the editor's outputs on the clean and protected image.
 
 Timeouts: a job still queued ``job_timeout_s`` after it was submitted fails without running; a running job
-is checked between its phases (load, protect, save, preview). The protection itself is not interrupted
-mid-way (the engine has no per-step callback); its cost is bounded by ``max_steps`` and ``max_pixels``.
-Progress during the protection is an estimate from the measured seconds per pixel-step of earlier jobs.
+is checked between its phases (load, protect, save, preview) and, through the engine's per-step callback
+(:class:`~latentguard.protect.engine.StepInfo`), after every step of the protection, which then stops at once.
+Progress during the protection is the engine's real step count (``steps_done / steps``), with its ETA.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from latentguard import __version__
 from latentguard.ops.runtime import resolve_device
 # The one place the image metrics are imported from (they move to latentguard.ops.metrics with issue 15).
 from latentguard.ops.metrics import psnr, ssim
+from latentguard.ops.grid import amplified_difference, center_crop
 from latentguard.io import load_image, save_image
 from latentguard.models import LatentVAE, crop_back, load_pipeline, load_vae, pad_to_multiple
 from latentguard.protect import get as get_protection
@@ -84,25 +85,25 @@ class Job:
     files: dict[str, Path] = field(default_factory=dict)
     size: tuple[int, int] = (0, 0)
     done: threading.Event = field(default_factory=threading.Event, repr=False)
-    _protect_t0: float | None = None
-    _protect_expected: float | None = None
+    steps_done: int = 0
+    steps_total: int = 0
+    eta_s: float | None = None
 
     @property
     def result_name(self) -> str:
         return f"{self.stem}-protected.png"
 
     def progress(self) -> float:
-        """0..1: by phase, and within the protection by elapsed / expected seconds (an estimate)."""
+        """0..1: by phase, and within the protection by the engine's steps done / steps."""
         if self.status == "done":
             return 1.0
         if self.status == "queued" or self.started is None:
             return 0.0
         if self.stage == "loading models":
             return _P_LOAD / 2
-        if self.stage == "protecting" and self._protect_t0 is not None:
-            exp = self._protect_expected or 0.0
-            frac = min(0.95, (time.monotonic() - self._protect_t0) / exp) if exp > 0 else 0.0
-            return _P_LOAD + (_P_PROTECT - _P_LOAD) * frac
+        if self.stage == "protecting":
+            frac = self.steps_done / self.steps_total if self.steps_total else 0.0
+            return _P_LOAD + (_P_PROTECT - _P_LOAD) * min(1.0, frac)
         if self.stage == "saving":
             return _P_PROTECT
         if self.stage == "previewing":
@@ -136,21 +137,6 @@ class _Models:
         if self._editor_vae is None:
             self._editor_vae = LatentVAE(self.pipe().vae, spec=self.config.editor)
         return self._editor_vae
-
-
-def amplified_difference(delta: torch.Tensor, eps: float) -> torch.Tensor:
-    """``0.5 + 0.5 * delta / eps`` clipped to [0,1]: gray where unchanged, the full range at the budget."""
-    return (0.5 + 0.5 * delta / max(float(eps), 1e-12)).clamp(0.0, 1.0)
-
-
-def center_crop(x: torch.Tensor, size: int, multiple: int = 8) -> torch.Tensor:
-    """The whole image when it fits in ``size``, else its central crop of ``size`` rounded down to ``multiple``
-    pixels a side (a crop, never a resampling: the perturbation stays intact)."""
-    h, w = x.shape[-2:]
-    ch = h if h <= size else max(multiple, size // multiple * multiple)
-    cw = w if w <= size else max(multiple, size // multiple * multiple)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top:top + ch, left:left + cw]
 
 
 @torch.no_grad()
@@ -188,8 +174,6 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
-        # Measured seconds per (pixel x step) of the protection, per method (progress estimate).
-        self._rate: dict[str, float] = {}
         self.completed = 0
         self.failed = 0
 
@@ -297,17 +281,16 @@ class WorkerPool:
         else:
             prot = get_protection(p.method, vae=models.vae(p.model), eps=p.eps, steps=p.steps, seed=0)
         self._check_deadline(job, "loading models")
-        pixels = x.shape[-1] * x.shape[-2]
-        rate = self._rate.get(p.method, 3e-5)
-        job._protect_expected = rate * pixels * max(p.steps, 1)
-        job._protect_t0 = time.monotonic()
+        job.steps_done, job.steps_total = 0, int(getattr(prot, "steps", 0) or 0)
+        t0 = time.monotonic()
         job.stage = "protecting"
-        out = prot.protect(x)
-        secs = time.monotonic() - job._protect_t0
-        if p.steps:
-            old = self._rate.get(p.method)
-            new = secs / (pixels * p.steps)
-            self._rate[p.method] = new if old is None else 0.7 * old + 0.3 * new
+
+        def on_step(info) -> None:  # the engine's per-step callback: real progress, and the deadline
+            job.steps_done, job.steps_total, job.eta_s = info.step, info.steps, info.eta
+            self._check_deadline(job, f"protecting, step {info.step}/{info.steps}")
+
+        out = prot.protect(x, callback=on_step)
+        secs = time.monotonic() - t0
         self._check_deadline(job, "protecting")
         job.stage = "saving"
         rec = out.records[0]

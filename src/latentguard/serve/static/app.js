@@ -105,7 +105,9 @@
       if (job.status === "done") return showDone(card, job, localUrl);
       if (job.status === "failed") return showFailed(card, job.error);
       card.querySelector("progress").value = job.progress;
-      card.querySelector(".state").textContent = `${job.status}: ${job.stage}` + (job.status === "running" ? ` (~${Math.round(job.progress * 100)}%)` : "");
+      card.querySelector(".state").textContent = `${job.status}: ${job.stage}` + (job.status === "running" ? ` (${Math.round(job.progress * 100)}%` +
+        (job.stage === "protecting" && job.steps ? `, step ${job.steps_done}/${job.steps}` +
+          (job.eta_s !== null ? `, ~${Math.ceil(job.eta_s)} s left` : "") : "") + ")" : "");
     } catch (err) {
       return showFailed(card, String(err));
     }
