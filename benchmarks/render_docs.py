@@ -44,6 +44,7 @@ RESULTS = HERE / "results"
 # block name -> (raw output(s) under benchmarks/results/, "module:function" of benchmarks/<module>.py)
 BLOCKS: dict[str, tuple[str | tuple[str, ...], str]] = {
     # README.md
+    "demo": ("demo.json", "bench_demo:render"),
     "zoo_quality": ("zoo_quality.json", "zoo_tables:quality_table"),
     # docs/evaluate.md
     "pca_objectives": ("pca_table_objectives.json", "pca_objectives:render"),
