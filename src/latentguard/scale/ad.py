@@ -87,17 +87,6 @@ class ShardSet:
         return sum(s.rows for s in self.shards)
 
 
-def is_shard_spec(spec: str) -> bool:
-    """Whether ``spec`` names Parquet shards: a ``.parquet`` file or glob, or a folder of them with no captions."""
-    if spec.endswith(".parquet") or spec.endswith(".parquet*"):
-        return True
-    p = Path(spec)
-    if p.is_dir():
-        has_captions = any((p / n).exists() for n in ("captions.csv", "captions.jsonl"))
-        return not has_captions and any(p.glob("*.parquet"))
-    return any(ch in spec for ch in "*?[") and any(q.endswith(".parquet") for q in _glob.glob(spec))
-
-
 def list_shards(spec: str | Sequence[str]) -> ShardSet:
     """The shards named by a folder, a glob, a file or a list of them (sorted by path, de-duplicated).
 

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import warnings
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -104,12 +105,12 @@ def ray_engine(args: argparse.Namespace, method: Any, items: Sequence[ProtectIte
         raise UserError(f"--cpus-per-actor must be > 0 and --gpus-per-actor >= 0, got {cpus} and {gpus}")
     if gpus > 0 and getattr(args, "device", "auto") == "cpu":
         raise UserError("--gpus-per-actor > 0 with --device cpu: the actors would hold GPUs they do not use")
-    ray = init_ray(getattr(args, "address", None), num_cpus=None if getattr(args, "address", None) else
-                   max(2, int(num_actors * cpus)))
-    import ray.data  # deferred: ray
+    address = getattr(args, "address", None)
+    init_ray(address, num_cpus=None if address else max(2, int(num_actors * cpus)))
+    rdata = import_module("ray.data")  # deferred: ray.data (heavy; imported only on this path)
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ctx = ray.data.DataContext.get_current()
+    ctx = rdata.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.max_errored_blocks = len(items)  # a batch that fails for good becomes error rows, not a failed job
     threads = getattr(args, "threads", None) or max(1, int(cpus))
@@ -117,7 +118,7 @@ def ray_engine(args: argparse.Namespace, method: Any, items: Sequence[ProtectIte
     if gpus > 0 and spec.get("device") in (None, "auto"):
         spec["device"] = "cuda"
     records = [{"key": it.key, "input": it.input, "stem": it.stem} for it in items]
-    ds = ray.data.from_items(records, override_num_blocks=max(1, -(-len(records) // batch_size)))
+    ds = rdata.from_items(records, override_num_blocks=max(1, -(-len(records) // batch_size)))
     with warnings.catch_warnings():
         # Ray 2.60 has no named parameter for max_restarts/max_task_retries yet and warns about passing them
         # as remote args; they are still honoured (tests/scale kill an actor mid-batch).
@@ -126,7 +127,7 @@ def ray_engine(args: argparse.Namespace, method: Any, items: Sequence[ProtectIte
             ProtectActor, fn_constructor_kwargs={"spec": spec, "out_dir": str(out_dir), "provenance": provenance,
                                                  "threads": threads, "fault": fault},
             batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=gpus or None,
-            compute=ray.data.ActorPoolStrategy(size=num_actors),
+            compute=rdata.ActorPoolStrategy(size=num_actors),
             # a dead actor is restarted and the batch it held is re-run on it, `retries` times at most
             max_restarts=retries, max_task_retries=retries)
     seen: set[str] = set()
