@@ -47,6 +47,7 @@ from latentguard.poison.alignment import (
     SampledStructure,
     default_num_samples,
     exact_result,
+    normalize_pairs,
     pair_cosines,
     sampled_chunk_sums,
     sampled_result,
@@ -58,6 +59,7 @@ from latentguard.poison.alignment import (
     SIM_OFFSET,
     SIM_SCALE,
 )
+from latentguard.scale.runtime import cluster_summary, init_ray
 
 EMBEDDING_COLUMNS = ("image_emb", "text_emb")
 RECORD_COLUMNS = ("file", "caption", "concept", "poisoned", "source_concept")
@@ -413,8 +415,6 @@ def alignment_difficulty_sharded(
     run = ShardedRun(engine)
     ray = None
     if engine == "ray":
-        from latentguard.scale.runtime import cluster_summary, init_ray
-
         ray = init_ray(address, num_cpus=num_cpus)
         run.cluster = cluster_summary(ray)
     slots = int(run.cluster["cpus"]) if run.cluster else 1
@@ -450,8 +450,6 @@ def alignment_difficulty_sharded(
 
 def _sampled(ss: ShardSet, cos, sim, runner: _Runner, ray, run: ShardedRun, *, alpha, num_samples, confidence, seed,
              dtype, threads, progress) -> AlignmentResult:
-    from latentguard.poison.alignment import normalize_pairs
-
     n = ss.n
     u_raw, v_raw = read_rows(ss, 0, n)
     u, v = normalize_pairs(u_raw, v_raw, dtype=dtype)  # exactly the single-process normalisation
