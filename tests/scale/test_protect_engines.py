@@ -48,7 +48,7 @@ def _visible(out: Path) -> set[str]:
 def local_run(photos, tmp_path_factory):
     """The reference: the local engine on the photo folder."""
     out = tmp_path_factory.mktemp("local")
-    assert main(["protect", str(photos), *ARGS, "--out", str(out)]) == 0
+    assert main(["protect", str(photos), *ARGS, "--out", str(out)]) == 1  # 1: an input failed (broken.png)
     return out
 
 
@@ -105,7 +105,7 @@ def test_ray_engine_writes_the_local_bytes_and_skips_the_corrupt_file(ray_local,
     out = tmp_path / "ray"
     rc = main(["protect", str(photos), *ARGS, "--engine", "ray", "--num-actors", "1", "--batch-size", "2",
                "--out", str(out)])
-    assert rc == 0
+    assert rc == 1  # the corrupt input failed, the others were protected
     assert _digests(out) == _digests(local_run)  # same bytes, whichever engine and however batched
     rows = _rows(out)
     assert sorted(Path(r["input"]).name for r in rows) == ["broken.png", "im0.png", "im1.png", "im2.png", "im3.png"]
@@ -169,7 +169,7 @@ def test_driver_killed_then_resumed_gives_every_output_exactly_once(ray_local, p
             load_image(out / name)
     proc = _driver(photos, out, address, "--resume")
     _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err.decode()[-2000:]
+    assert proc.returncode == 1, err.decode()[-2000:]  # broken.png is a failed input
     ok = [r["key"] for r in _rows(out) if r["status"] == "ok"]
     assert len(ok) == len(set(ok)) == 4 and done_before <= set(ok)
     assert set(_digests(out)) == {"im0.png", "im1.png", "im2.png", "im3.png"}
