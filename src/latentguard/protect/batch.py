@@ -26,6 +26,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -229,8 +230,8 @@ def protect_batch(method: Any, items: Sequence[ProtectItem], out_dir: str | os.P
 
     Returns:
         Rows ``{"key", "input", "method", "status": "ok"|"error", ...}``: ``ok`` rows add ``output``,
-        ``height``, ``width``, ``seed``, ``sha256`` and the engine's :class:`ProtectRecord` fields; ``error``
-        rows add ``error``.
+        ``height``, ``width``, ``seed``, ``sha256``, the engine's :class:`ProtectRecord` fields and
+        ``finished_at`` (Unix time the PNG was in place); ``error`` rows add ``error``.
     """
     from latentguard.ops.runtime import torch_generator  # deferred: torch (ops.runtime imports it)
 
@@ -270,7 +271,7 @@ def protect_batch(method: Any, items: Sequence[ProtectItem], out_dir: str | os.P
             rows.append({**row, "status": "error", "error": msg})
             continue
         rows.append({**row, "status": "ok", "output": str(dst), "height": int(img.shape[-2]),
-                     "width": int(img.shape[-1]), "seed": s, "sha256": digest, **rec})
+                     "width": int(img.shape[-1]), "seed": s, "sha256": digest, **rec, "finished_at": time.time()})
     return rows
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import glob as _glob
 import math
+import os
 import resource
 import time
 import warnings
@@ -233,6 +234,15 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _rss_mib() -> float | None:
+    """Current resident memory (Linux ``/proc``; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def cosine_task(shards: ShardSet, shard_index: int, dtype: torch.dtype) -> np.ndarray:
     """``u_i . v_i`` (float64) for the rows of one shard; validates them."""
     s = shards.shards[shard_index]
@@ -247,11 +257,13 @@ def exact_block_task(shards: ShardSet, i0: int, i1: int, j0: int, j1: int, block
     """Row sums of rows ``i0:i1`` and column sums of rows ``j0:j1`` over the upper-triangle block ``(I, J)``.
 
     A diagonal block (``i0 == j0``) is the single-process loop over its own tiles on or above the diagonal.
-    Returns ``{"rows", "cols" (None on the diagonal), "seconds", "peak_rss_mib", "block_bytes"}``.
+    Returns ``{"rows", "cols" (None on the diagonal), "seconds", "rss_start_mib", "peak_rss_mib" (the worker
+    process's high-water mark), "block_bytes" (the blocks and tile buffers this task allocated)}``.
     """
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    rss0 = _rss_mib()
     ui, vi = _load(shards, i0, i1, dtype)
     diag = i0 == j0
     uj, vj = (ui, vi) if diag else _load(shards, j0, j1, dtype)
@@ -276,7 +288,8 @@ def exact_block_task(shards: ShardSet, i0: int, i1: int, j0: int, j1: int, block
     item = ui.element_size()
     block_bytes = item * ((ui.numel() + vi.numel()) * (1 if diag else 2)) + sum(b.numel() * item for b in bufs.values())
     return {"rows": rows.numpy(), "cols": None if cols is None else cols.numpy(),
-            "seconds": time.perf_counter() - t0, "peak_rss_mib": _peak_rss_mib(), "block_bytes": int(block_bytes)}
+            "seconds": time.perf_counter() - t0, "rss_start_mib": rss0, "peak_rss_mib": _peak_rss_mib(),
+            "block_bytes": int(block_bytes)}
 
 
 def sampled_chunks_task(u: np.ndarray, v: np.ndarray, chunks: Sequence[tuple[int, int]],
