@@ -176,3 +176,13 @@ def test_driver_killed_then_resumed_gives_every_output_exactly_once(ray_local, p
     assert not (out / ".latentguard-staging").exists()
     for name in _digests(out):
         load_image(out / name)
+
+
+def test_a_row_cut_by_a_kill_does_not_swallow_the_next_one(tmp_path):
+    from latentguard.io import JsonlWriter
+
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"key": "a", "status": "ok"}\n{"key": "b", "sta')  # killed mid-row
+    w = JsonlWriter(path, resume=True)
+    w.write({"key": "c", "status": "ok"})
+    assert [r["key"] for r in w.rows()] == ["a", "c"] and w.done_keys() == {"a", "c"}
