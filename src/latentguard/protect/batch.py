@@ -3,7 +3,8 @@
 :func:`protect_batch` takes a protection (built once per process: the model stays loaded) and a batch of
 :class:`ProtectItem` (key, input path or URI, output stem). Per item it reads the file's bytes, derives the
 item's seed from ``--seed`` and those bytes (:func:`image_seed`), decodes, protects the image on its own,
-writes ``OUT/<stem>.png`` atomically and returns one result row; an input that cannot be read, decoded or
+writes ``OUT/<stem>.png`` (or ``--lossy``'s format; alpha and 16 bits kept) atomically and returns one
+result row; an input that cannot be read, decoded or
 protected gives a row with ``status: "error"`` and its message, never an exception. Because each image is
 optimised alone with a seed that depends only on its content, the output bytes do not depend on which engine
 ran it, on the batch it was in, or on its position in the input list (same device, torch build and thread
@@ -27,12 +28,14 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from latentguard.io import ImageLoadError, collect_inputs, load_image, save_image
+from latentguard.core.cli_args import LOSSY_FORMATS
+from latentguard.io import ImageLoadError, LossyFormatWarning, collect_inputs, read_image, save_image
 
 STAGING = ".latentguard-staging"
 MANIFEST_SUFFIXES = (".csv", ".parquet")
@@ -174,15 +177,17 @@ def clean_staging(out_dir: str | os.PathLike) -> None:
     shutil.rmtree(Path(out_dir) / STAGING, ignore_errors=True)
 
 
-def _publish(img, out_dir: Path, stem: str, metadata: dict) -> Path:
-    """Write ``OUT/<stem>.png`` atomically: encode in the staging folder, then ``os.replace`` into place."""
+def _publish(img, out_dir: Path, stem: str, suffix: str, save_kw: dict) -> Path:
+    """Write ``OUT/<stem><suffix>`` atomically: encode in the staging folder, then ``os.replace`` into place."""
     staging = out_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
-    dst = out_dir / f"{stem}.png"
-    fd, tmp = tempfile.mkstemp(prefix=f"{stem}.", suffix=".png", dir=staging)  # unique per attempt
+    dst = out_dir / f"{stem}{suffix}"
+    fd, tmp = tempfile.mkstemp(prefix=f"{stem}.", suffix=suffix, dir=staging)  # unique per attempt
     os.close(fd)
     try:
-        save_image(img, tmp, metadata=metadata)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LossyFormatWarning)  # the command says it once
+            save_image(img, tmp, **save_kw)
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -195,13 +200,13 @@ def _publish(img, out_dir: Path, stem: str, metadata: dict) -> Path:
 # ----------------------------------------------------------------------------------------------------
 def _load(item: ProtectItem, data: bytes):
     if not is_uri(item.input):
-        return load_image(item.input)
+        return read_image(item.input)
     with tempfile.TemporaryDirectory(prefix="latentguard-") as d:  # decoded from a private copy, never in OUT
         suffix = PurePosixPath(item.input.partition("://")[2]).suffix or ".img"
         tmp = Path(d) / f"input{suffix}"
         tmp.write_bytes(data)
         try:
-            return load_image(tmp)
+            return read_image(tmp)
         except ImageLoadError as exc:
             raise ImageLoadError(item.input, exc.reason) from None
 
@@ -211,7 +216,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def protect_batch(method: Any, items: Sequence[ProtectItem], out_dir: str | os.PathLike, *, seed: int,
-                  method_name: str, mask=None, provenance: dict | None = None,
+                  method_name: str, mask=None, provenance: dict | None = None, lossy: tuple[str, int] | None = None,
                   on_item: Callable[[ProtectItem], None] | None = None,
                   log: Callable[[str], None] | None = None) -> list[dict]:
     """Protect a batch of inputs, one image at a time; write their PNGs; return one row per item.
@@ -225,13 +230,17 @@ def protect_batch(method: Any, items: Sequence[ProtectItem], out_dir: str | os.P
         method_name: the registry name recorded in the rows (``pca+``, ...).
         mask: optional ``[1,1,H,W]`` region mask; an image of another size is an error row.
         provenance: PNG text chunks for every output (method, budget, surrogates); ``source`` is added.
+        lossy: ``(format, quality)`` of ``--lossy`` (JPEG/WebP instead of PNG), or None. The colour is protected
+            and any alpha channel written back unchanged, at the input's bit depth where the format holds it;
+            ``notes`` in the row say what the format could not keep.
         on_item: called before each item (progress, fault injection in tests).
         log: one-line messages about skipped or failed inputs (default: none).
 
     Returns:
         Rows ``{"key", "input", "method", "status": "ok"|"error", ...}``: ``ok`` rows add ``output``,
-        ``height``, ``width``, ``seed``, ``sha256``, the engine's :class:`ProtectRecord` fields and
-        ``finished_at`` (Unix time the PNG was in place); ``error`` rows add ``error``.
+        ``height``, ``width``, ``alpha``, ``bits``, ``notes`` (when any), ``seed``, ``sha256``, the engine's
+        :class:`ProtectRecord` fields and ``finished_at`` (Unix time the output was in place); ``error`` rows add
+        ``error``.
     """
     from latentguard.ops.runtime import torch_generator  # deferred: torch (ops.runtime imports it)
 
@@ -244,13 +253,14 @@ def protect_batch(method: Any, items: Sequence[ProtectItem], out_dir: str | os.P
         try:
             data = read_bytes(item.input)
             digest = content_digest(data)
-            img = _load(item, data)
+            loaded = _load(item, data)
         except (ImageLoadError, OSError) as exc:
             msg = _one_line(exc if isinstance(exc, ImageLoadError) else ImageLoadError(item.input, _one_line(exc)))
             if log:
                 log(f"latentguard: skipped {msg}")
             rows.append({**row, "status": "error", "error": msg})
             continue
+        img = loaded.rgb  # the colour; an alpha channel goes back on unchanged
         if mask is not None and mask.shape[-2:] != img.shape[-2:]:
             msg = f"{item.input}: mask size {tuple(mask.shape[-2:])} != image size {tuple(img.shape[-2:])}"
             if log:
@@ -260,18 +270,41 @@ def protect_batch(method: Any, items: Sequence[ProtectItem], out_dir: str | os.P
         s = image_seed(seed, digest)
         try:
             res = method.protect(img, mask=mask, generator=torch_generator(s, method.device))
-            rec = res.records[0].to_dict()
-            rec.pop("index", None)
-            name = PurePosixPath(item.input.partition("://")[2]).name if is_uri(item.input) else Path(item.input).name
-            dst = _publish(res.images[0], out, item.stem, {**(provenance or {}), "source": name})
         except (ValueError, FloatingPointError, RuntimeError) as exc:
             msg = _one_line(exc)
             if log:
                 log(f"latentguard: failed {item.input}: {msg}")
             rows.append({**row, "status": "error", "error": msg})
             continue
+        rec = res.records[0].to_dict()
+        rec.pop("index", None)
+        protected, alpha, bits, notes = res.images[0], loaded.alpha, loaded.bits, list(loaded.notes)
+        if lossy and bits > 8:
+            notes.append(f"written at 8 bits per channel ({lossy[0].upper()} holds no more; PNG keeps 16)")
+            bits = 8
+        if lossy and alpha is not None and lossy[0] == "jpeg":
+            notes.append("transparency flattened onto white (JPEG has no alpha; PNG or --lossy webp keep it)")
+            a = alpha[0].to(protected.device)
+            protected = (protected * a + (1 - a)).clamp(0, 1)
+            alpha = None
+        if notes and log:
+            log(f"latentguard: note: {item.input}: {'; '.join(notes)}")
+        name = PurePosixPath(item.input.partition("://")[2]).name if is_uri(item.input) else Path(item.input).name
+        suffix = LOSSY_FORMATS[lossy[0]] if lossy else ".png"
+        try:
+            dst = _publish(protected, out, item.stem, suffix, {
+                "alpha": alpha, "bits": bits, "lossy": bool(lossy), "quality": lossy[1] if lossy else 95,
+                "metadata": {**(provenance or {}), "source": name}})
+        except (ValueError, OSError) as exc:
+            msg = _one_line(exc)
+            if log:
+                log(f"latentguard: failed {item.input}: {msg}")
+            rows.append({**row, "status": "error", "error": msg})
+            continue
         rows.append({**row, "status": "ok", "output": str(dst), "height": int(img.shape[-2]),
-                     "width": int(img.shape[-1]), "seed": s, "sha256": digest, **rec, "finished_at": time.time()})
+                     "width": int(img.shape[-1]), "alpha": alpha is not None, "bits": bits,
+                     **({"notes": notes} if notes else {}), "seed": s, "sha256": digest, **rec,
+                     "finished_at": time.time()})
     return rows
 
 
@@ -281,4 +314,4 @@ def local_engine(args: Any, method: Any, items: Sequence[ProtectItem], out_dir: 
     finish (``--engine ray`` swaps in :func:`latentguard.scale.protect.ray_engine`, same signature)."""
     for item in items:
         yield from protect_batch(method, [item], out_dir, seed=args.seed, method_name=args.method, mask=mask,
-                                 provenance=provenance, log=log)
+                                 provenance=provenance, lossy=getattr(args, "lossy", None), log=log)

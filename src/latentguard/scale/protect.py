@@ -77,7 +77,8 @@ class ProtectActor:
 
         items = [ProtectItem(str(k), str(i), str(s)) for k, i, s in zip(batch["key"], batch["input"], batch["stem"])]
         rows = protect_batch(self.method, items, self.out_dir, seed=self.args.seed, method_name=self.args.method,
-                             mask=self.mask, provenance=self.provenance, on_item=self._on_item)
+                             mask=self.mask, provenance=self.provenance, lossy=getattr(self.args, "lossy", None),
+                             on_item=self._on_item)
         return {"key": np.array([r["key"] for r in rows], dtype=object),
                 "row": np.array([json.dumps(r, default=str) for r in rows], dtype=object)}
 
