@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up latentguard on a fresh machine: system data packages, a virtual environment in .venv,
-# torch (the local CPU wheel 2.13.0 where present), and the package with its test and web extras.
+# torch (the local CPU wheel 2.13.0 where present), and the package with its test, web and scale extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -79,5 +79,6 @@ fi
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   quiet_pip .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 fi
-quiet_pip .venv/bin/python -m pip install -q -e ".[test,web]"
+# scale: Ray (local Ray instance in the tests) and pyarrow; the local engine needs neither.
+quiet_pip .venv/bin/python -m pip install -q -e ".[test,web,scale]"
 .venv/bin/python -c "import latentguard, torch, diffusers; print('latentguard', latentguard.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__)"

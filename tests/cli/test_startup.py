@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "numpy", "diffusers", "transformers", "matplotlib", "accelerate", "scipy", "sklearn", "pydantic")
+HEAVY = ("torch", "numpy", "diffusers", "transformers", "matplotlib", "accelerate", "scipy", "sklearn", "pydantic",
+         "ray", "pyarrow")
 
 
 def _imported_after(code: str) -> list[str]:
@@ -26,6 +27,7 @@ def test_building_the_parser_imports_no_heavy_library():
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["protect", "--help"], ["bench", "--help"], ["audit", "--help"],
+                                  ["audit", "alignment", "--help"],
                                   ["zoo", "list"]])
 def test_help_and_listing_import_no_heavy_library(argv):
     code = ("import contextlib, io\nfrom latentguard.cli import main\n"

@@ -28,6 +28,7 @@ from latentguard.harden import cli as harden_cli
 from latentguard.poison import cli as poison_cli
 from latentguard.privacy import cli as privacy_cli
 from latentguard.protect import cli as protect_cli
+from latentguard.scale import cli as scale_cli
 from latentguard.serve import cli as serve_cli
 from latentguard.zoo import cli as zoo_cli
 
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     survival_cli.install(sub)  # protect --survival runs evaluate's survival (a layer above protect)
     preview_cli.attach_to_protect(sub)  # protect --preview runs the evaluate layer's preview
     _add_epilogs(sub)
+    scale_cli.extend(sub)  # --engine ray on protect and audit alignment (code above the capabilities)
     return parser
 
 

@@ -75,6 +75,30 @@ class JsonlWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not resume and self.path.exists():
             self.path.unlink()
+        elif self.path.exists():
+            self._drop_cut_row()
+
+    def _drop_cut_row(self) -> None:
+        """A kill while a row was being written leaves it without its newline: cut it off, so the next row
+        starts on a line of its own (else both would be lost). Its input has no row and is redone."""
+        with open(self.path, "rb+") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            if size == 0:
+                return
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return
+            end = size
+            while end > 0:  # scan back, a block at a time, to the last newline
+                start = max(0, end - 65536)
+                fh.seek(start)
+                k = fh.read(end - start).rfind(b"\n")
+                if k >= 0:
+                    fh.truncate(start + k + 1)
+                    return
+                end = start
+            fh.truncate(0)
 
     def rows(self) -> list[dict]:
         if not self.path.exists():

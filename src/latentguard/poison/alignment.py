@@ -247,6 +247,38 @@ def _check_alpha(alpha: float) -> float:
 # ----------------------------------------------------------------------------------------------------
 # Structure term
 # ----------------------------------------------------------------------------------------------------
+def structure_tile_sums(ui: torch.Tensor, vi: torch.Tensor, uj: torch.Tensor, vj: torch.Tensor, *,
+                        diagonal: bool, bufs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Row and column sums of one tile ``|U_I U_J^T - V_I V_J^T|`` of the structure matrix (float64 sums).
+
+    The one kernel of the exact structure term: :func:`structure_row_sums` runs it over the tiles on or above
+    the block diagonal in one process, ``latentguard.scale.ad`` runs it as one Ray task per tile. The products
+    run in the inputs' dtype (float32 by default); each tile's row and column sums are accumulated in float64.
+
+    Args:
+        ui, vi: rows ``I`` of the normalised image and text embeddings ``[b_I, d]``.
+        uj, vj: rows ``J`` ``[b_J, d]``.
+        diagonal: ``I == J`` (a diagonal tile): its diagonal is zeroed (``|u_i.u_i - v_i.v_i| = 0`` exactly;
+            this drops the rounding residue) and only the row sums are returned (the tile is symmetric).
+        bufs: optional cache of tile buffers keyed by shape (reused across calls: no allocator churn).
+
+    Returns:
+        ``(row_sums [b_I], col_sums [b_J] or None for a diagonal tile)``, float64.
+    """
+    shape = (ui.shape[0], uj.shape[0])
+    tile = bufs.get(shape) if bufs is not None else None
+    if tile is None:
+        tile = torch.empty(shape, dtype=ui.dtype, device=ui.device)
+        if bufs is not None:
+            bufs[shape] = tile
+    torch.matmul(ui, uj.T, out=tile)
+    tile.addmm_(vi, vj.T, alpha=-1.0).abs_()
+    if diagonal:
+        tile.fill_diagonal_(0.0)
+        return tile.sum(1, dtype=torch.float64), None
+    return tile.sum(1, dtype=torch.float64), tile.sum(0, dtype=torch.float64)
+
+
 def structure_row_sums(u: torch.Tensor, v: torch.Tensor, *, block_size: int = 2048,
                        progress: bool = False) -> torch.Tensor:
     """Exact ``r_i = sum_{j != i} |u_i.u_j - v_i.v_j|`` for every ``i``, in tiles (float64 accumulation).
@@ -279,18 +311,10 @@ def structure_row_sums(u: torch.Tensor, v: torch.Tensor, *, block_size: int = 20
         ui, vi = u[i0:i1], v[i0:i1]
         for j0 in starts[bi:]:
             j1 = min(j0 + block_size, n)
-            shape = (i1 - i0, j1 - j0)
-            if shape not in bufs:
-                bufs[shape] = torch.empty(shape, dtype=u.dtype, device=u.device)
-            tile = bufs[shape]
-            torch.matmul(ui, u[j0:j1].T, out=tile)
-            tile.addmm_(vi, v[j0:j1].T, alpha=-1.0).abs_()
-            if j0 == i0:
-                tile.fill_diagonal_(0.0)  # |u_i.u_i - v_i.v_i| = 0 exactly; drop rounding residue
-                rows[i0:i1] += tile.sum(1, dtype=torch.float64)
-            else:
-                rows[i0:i1] += tile.sum(1, dtype=torch.float64)
-                rows[j0:j1] += tile.sum(0, dtype=torch.float64)
+            r, c = structure_tile_sums(ui, vi, u[j0:j1], v[j0:j1], diagonal=j0 == i0, bufs=bufs)
+            rows[i0:i1] += r
+            if c is not None:
+                rows[j0:j1] += c
             if bar is not None:
                 bar.update(1)
     if bar is not None:
@@ -308,6 +332,50 @@ class SampledStructure:
     num_samples: int
     samples_per_row: int | None
     row_means: torch.Tensor | None
+
+
+def stratified_plan(n: int, num_samples: int, chunk: int = 1 << 14) -> tuple[int, int]:
+    """``(r_half, rows_per_chunk)`` of the stratified sampler: ``r_half`` partners per row in each of the two
+    halves, rows processed ``rows_per_chunk`` at a time (at least 32 chunks: one degree of freedom each)."""
+    r_half = (num_samples // n) // 2
+    return r_half, max(1, min(2048, math.ceil(n / 32), chunk // r_half))
+
+
+def sampled_chunk_sums(u: torch.Tensor, v: torch.Tensor, i0: int, i1: int,
+                       js: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, float, float]:
+    """One chunk of the stratified sampler: rows ``i0:i1`` against the two halves' partners ``js``.
+
+    Returns the rows' means over their surviving partners (float64 ``[i1 - i0]``) and the two halves' sums of
+    row means ``S^{(0)}, S^{(1)}`` (see :func:`structure_sampled`). ``u``/``v`` need rows ``i0:i1`` and ``js``
+    (``latentguard.scale.ad`` runs one chunk per Ray task, with the same draws as one process).
+    """
+    rows = torch.arange(i0, i1, device=u.device)
+    sums, counts = [], []
+    for j in js:
+        j = j.to(u.device)
+        x = torch.addmm(u[i0:i1] @ u[j].T, v[i0:i1], v[j].T, alpha=-1.0).abs_().double()
+        valid = rows[:, None] != j[None, :]
+        sums.append((x * valid).sum(1))
+        counts.append(valid.sum(1).double())
+    # a row whose half lost every partner (all j = i; probability n^-r/2) borrows the other half's mean
+    m0 = torch.where(counts[0] > 0, sums[0] / counts[0].clamp_min(1), sums[1] / counts[1].clamp_min(1))
+    m1 = torch.where(counts[1] > 0, sums[1] / counts[1].clamp_min(1), m0)
+    row_mean = (sums[0] + sums[1]) / (counts[0] + counts[1]).clamp_min(1)
+    return row_mean, float(m0.sum()), float(m1.sum())
+
+
+def stratified_result(n: int, r_half: int, chunk_sums: Sequence[tuple[float, float]], row_mean: torch.Tensor | None,
+                      confidence: float) -> SampledStructure:
+    """Estimate, standard error and t interval from the chunks' half sums, accumulated in chunk order."""
+    total, var = 0.0, 0.0
+    for s0, s1 in chunk_sums:
+        total += (s0 + s1) / 2
+        var += (s0 - s1) ** 2 / 4
+    scale = (n - 1) / n
+    mean = total / n
+    est, se = scale * mean, scale * math.sqrt(var) / n
+    zt = _t_quantile(confidence, len(chunk_sums))  # the variance estimate has one degree of freedom per chunk
+    return SampledStructure(est, se, (est - zt * se, est + zt * se), n * 2 * r_half, 2 * r_half, row_mean)
 
 
 def structure_sampled(u: torch.Tensor, v: torch.Tensor, *, num_samples: int, confidence: float = 0.95,
@@ -345,35 +413,15 @@ def structure_sampled(u: torch.Tensor, v: torch.Tensor, *, num_samples: int, con
         return torch.randint(lo, hi, (size,), generator=generator, device="cpu").to(dev)
 
     if num_samples >= 2 * n:
-        r_half = (num_samples // n) // 2
-        r = 2 * r_half
-        rows_per_chunk = max(1, min(2048, math.ceil(n / 32), chunk // r_half))
+        r_half, rows_per_chunk = stratified_plan(n, num_samples, chunk)
         row_mean = torch.empty(n, dtype=torch.float64, device=dev)
-        total, var = 0.0, 0.0
+        chunk_sums = []
         for i0 in range(0, n, rows_per_chunk):
             i1 = min(i0 + rows_per_chunk, n)
-            rows = torch.arange(i0, i1, device=dev)
-            sums, counts = [], []
-            for _ in range(2):
-                j = _randint(0, n, r_half)
-                x = torch.addmm(u[i0:i1] @ u[j].T, v[i0:i1], v[j].T, alpha=-1.0).abs_().double()
-                valid = rows[:, None] != j[None, :]
-                sm = (x * valid).sum(1)
-                ct = valid.sum(1).double()
-                sums.append(sm)
-                counts.append(ct)
-            # a row whose half lost every partner (all j = i; probability n^-r/2) borrows the other half's mean
-            m0 = torch.where(counts[0] > 0, sums[0] / counts[0].clamp_min(1), sums[1] / counts[1].clamp_min(1))
-            m1 = torch.where(counts[1] > 0, sums[1] / counts[1].clamp_min(1), m0)
-            row_mean[i0:i1] = (sums[0] + sums[1]) / (counts[0] + counts[1]).clamp_min(1)
-            s0, s1 = float(m0.sum()), float(m1.sum())
-            total += (s0 + s1) / 2
-            var += (s0 - s1) ** 2 / 4
-        mean = total / n
-        est, se = scale * mean, scale * math.sqrt(var) / n
-        n_chunks = math.ceil(n / rows_per_chunk)
-        zt = _t_quantile(confidence, n_chunks)  # the variance estimate has one degree of freedom per chunk
-        return SampledStructure(est, se, (est - zt * se, est + zt * se), n * r, r, row_mean)
+            js = (_randint(0, n, r_half), _randint(0, n, r_half))
+            row_mean[i0:i1], s0, s1 = sampled_chunk_sums(u, v, i0, i1, js)
+            chunk_sums.append((s0, s1))
+        return stratified_result(n, r_half, chunk_sums, row_mean, confidence)
     m = int(num_samples)
     total, total_sq, done = 0.0, 0.0, 0
     while done < m:
@@ -448,20 +496,41 @@ def alignment_difficulty(
         method = "exact" if n <= 20_000 else "sampled"
     cos = pair_cosines(u, v)
     sim = scaled_similarity(cos, sim_offset, sim_scale)
-    feature = float(np.mean(1.0 - sim))
     if method == "exact":
         rows = structure_row_sums(u, v, block_size=block_size, progress=progress)
-        structure = float(rows.sum()) / (n * n)
-        ad = alpha * feature + (1 - alpha) * structure
-        return AlignmentResult(
-            ad=ad, feature=feature, structure=structure, alpha=alpha, n=n, method="exact", cosine=cos,
-            similarity=sim, row_structure=(rows / (n - 1)).cpu().numpy(), structure_se=0.0,
-            structure_ci=(structure, structure), ad_ci=(ad, ad), confidence=confidence,
-        )
+        return exact_result(cos, sim, rows, alpha, confidence)
     if num_samples is None:
-        num_samples = int(min(max(200 * n, 1_000_000), 100_000_000))
+        num_samples = default_num_samples(n)
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     s = structure_sampled(u, v, num_samples=int(num_samples), confidence=confidence, generator=gen)
+    return sampled_result(cos, sim, s, alpha, confidence)
+
+
+def default_num_samples(n: int) -> int:
+    """The sampler's default budget: ``max(200 n, 10^6)`` ordered pairs, capped at ``10^8``."""
+    return int(min(max(200 * n, 1_000_000), 100_000_000))
+
+
+def exact_result(cos: np.ndarray, sim: np.ndarray, rows: torch.Tensor, alpha: float, confidence: float = 0.95
+                 ) -> AlignmentResult:
+    """:class:`AlignmentResult` of the exact method from the pair cosines, ``s_i`` and the structure row sums
+    ``r_i = sum_{j != i} |u_i.u_j - v_i.v_j|`` (float64), however they were computed (one process or shards)."""
+    n = len(cos)
+    feature = float(np.mean(1.0 - sim))
+    structure = float(rows.sum()) / (n * n)
+    ad = alpha * feature + (1 - alpha) * structure
+    return AlignmentResult(
+        ad=ad, feature=feature, structure=structure, alpha=alpha, n=n, method="exact", cosine=cos,
+        similarity=sim, row_structure=(rows / (n - 1)).cpu().numpy(), structure_se=0.0,
+        structure_ci=(structure, structure), ad_ci=(ad, ad), confidence=confidence,
+    )
+
+
+def sampled_result(cos: np.ndarray, sim: np.ndarray, s: SampledStructure, alpha: float, confidence: float = 0.95
+                   ) -> AlignmentResult:
+    """:class:`AlignmentResult` of the sampled method from the pair cosines, ``s_i`` and the sampler's output."""
+    n = len(cos)
+    feature = float(np.mean(1.0 - sim))
     ad = alpha * feature + (1 - alpha) * s.estimate
     w = 1 - alpha
     return AlignmentResult(

@@ -7,6 +7,9 @@ back unchanged, at the input's bit depth (16-bit inputs give 16-bit PNGs; a note
 ``run.json``. Unreadable inputs are reported on stderr, recorded with ``status: "error"`` and skipped; the
 run finishes the others and exits 1 naming them (0 when every input was protected, 2 for bad usage). An
 ``--out`` that already holds ``results.jsonl`` is refused unless ``--resume`` or ``--overwrite`` is given.
+Inputs are files, folders, globs, URIs or CSV/Parquet manifests; each image is protected on its own by
+:func:`latentguard.protect.batch.protect_batch` with a seed derived from ``--seed`` and its content, and written
+atomically; ``--engine ray`` runs the same function on Ray actors (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ import argparse
 import csv
 import shlex
 import sys
-from collections import Counter
 from pathlib import Path
 
-from latentguard.core.cli_args import LOSSY_FORMATS, add_common_args, add_resume_args, lossy_spec
+from latentguard.core.cli_args import add_common_args, add_resume_args, lossy_spec
 from latentguard.core.errors import UserError
 from latentguard.core.outputs import EXIT_OK, finish
 from latentguard.core.units import cli_number
@@ -29,22 +31,6 @@ DIFFUSION_METHODS = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
 
 
 _number = cli_number("16/255, 0.0627 or 16 with --eps-unit 255")
-
-
-def _stems(paths: list[Path]) -> dict[Path, str]:
-    """Output stem per input: its stem, or ``<folder>_<stem>`` when several inputs share the stem."""
-    counts = Counter(p.stem for p in paths)
-    out: dict[Path, str] = {}
-    used: set[str] = set()
-    for p in paths:
-        s = p.stem if counts[p.stem] == 1 else f"{p.parent.name}_{p.stem}"
-        base, k = s, 1
-        while s in used:
-            s = f"{base}-{k}"
-            k += 1
-        used.add(s)
-        out[p] = s
-    return out
 
 
 def _load_mask(path: str):
@@ -138,14 +124,11 @@ def _write_summary(out: Path, rows: list[dict]) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     # deferred: torch (and the io/runtime modules, which import it)
-    import warnings
-
     import torch
     from tqdm.auto import tqdm
 
-    from latentguard.ops.runtime import torch_generator
-    from latentguard.io import (JsonlWriter, LossyFormatWarning, collect_inputs, iter_read, prepare_out_dir, save_image,
-                                write_manifest)
+    from latentguard.io import JsonlWriter, prepare_out_dir, write_manifest
+    from latentguard.protect.batch import clean_staging, collect_items, local_engine
 
     if args.threads is not None:
         if args.threads < 1:
@@ -153,80 +136,49 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be >= 1, got {args.steps} (0 steps would write unprotected copies)")
-    paths = collect_inputs(args.inputs)
-    if not paths:
+    items = collect_items(args.inputs)
+    if not items:
         raise UserError("no input images found")
     out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     mask = _load_mask(args.mask) if args.mask else None
     method, models = _build_method(args)
     writer = JsonlWriter(out / "results.jsonl", resume=args.resume)
     done = writer.done_keys("key") if args.resume else set()
-    config = {k: v for k, v in vars(args).items() if k not in ("func",)}
+    # the per-batch loop: this process by default; `--engine ray` (wired by the entry point) swaps in Ray actors
+    engine = getattr(args, "protect_engine", None) or local_engine
+    config = {k: v for k, v in vars(args).items() if k not in ("func", "protect_engine")}
     config["resolved"] = {f: getattr(method, f) for f in ("eps", "alpha", "steps", "norm", "random_start", "step_decay",
                                                           "maximize", "eot_samples", "tile_size", "seed")}
     config["resolved"]["transforms"] = [repr(t) for t in method.transforms]
+    config["resolved"]["image_seeds"] = "sha256(--seed, file bytes) per image (latentguard.protect.batch.image_seed)"
     write_manifest(out, "latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]), config, args.seed)
-    stems = _stems(paths)
-    todo = [p for p in paths if str(p.resolve()) not in done]
+    todo = [it for it in items if it.key not in done]
+    provenance = {"method": args.method, "eps": method.eps, "norm": method.norm, "steps": method.steps,
+                  "surrogates": models if args.method not in DIFFUSION_METHODS else [args.pipeline]}
     n_ok = 0
     failures: list[tuple[str, str]] = []
-    suffix, quality = (LOSSY_FORMATS[args.lossy[0]], args.lossy[1]) if args.lossy else (".png", None)
     if args.lossy:
-        print(f"latentguard: warning: --lossy {args.lossy[0]}:{quality} writes {args.lossy[0].upper()} files; lossy "
-              "re-encoding weakens the protection (docs/survival.md measures by how much); PNG keeps all of it",
+        print(f"latentguard: warning: --lossy {args.lossy[0]}:{args.lossy[1]} writes {args.lossy[0].upper()} files; "
+              "lossy re-encoding weakens the protection (docs/survival.md measures by how much); PNG keeps all of it",
               file=sys.stderr)
+    clean_staging(out)  # what a killed run left half-written
     bar = tqdm(total=len(todo), desc=f"protect {args.method}", unit="img", disable=args.no_progress, file=sys.stderr)
     step_bar = StepBar(disable=args.no_progress)  # per-step progress and ETA of the current image
-    for path, loaded, err in iter_read(todo):
-        key = str(path.resolve())
-        row = {"key": key, "input": str(path), "method": args.method}
-        img = loaded.rgb if loaded is not None else None  # the colour; an alpha channel goes back on unchanged
-        if err is None and mask is not None and mask.shape[-2:] != img.shape[-2:]:
-            err = ValueError(f"{path}: mask size {tuple(mask.shape[-2:])} != image size {tuple(img.shape[-2:])}")
-        if err is not None:
-            print(f"latentguard: skipped {err}", file=sys.stderr)
-            writer.write({**row, "status": "error", "error": str(err)})
-            failures.append((str(path), getattr(err, "reason", str(err))))
-            bar.update(1)
-            continue
-        try:
-            res = method.protect(img, mask=mask, generator=torch_generator(args.seed, method.device), callback=step_bar)
-        except (ValueError, FloatingPointError, RuntimeError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            print(f"latentguard: failed {path}: {msg}", file=sys.stderr)
-            writer.write({**row, "status": "error", "error": msg})
-            failures.append((str(path), msg))
-            bar.update(1)
-            continue
-        dst = out / f"{stems[path]}{suffix}"
-        rec = res.records[0].to_dict()
-        rec.pop("index", None)
-        protected, alpha, bits, notes = res.images[0], loaded.alpha, loaded.bits, list(loaded.notes)
-        if args.lossy and bits > 8:
-            notes.append(f"written at 8 bits per channel ({args.lossy[0].upper()} holds no more; PNG keeps 16)")
-            bits = 8
-        if args.lossy and alpha is not None and args.lossy[0] == "jpeg":
-            notes.append("transparency flattened onto white (JPEG has no alpha; PNG or --lossy webp keep it)")
-            a = alpha[0].to(protected.device)
-            protected = (protected * a + (1 - a)).clamp(0, 1)
-            alpha = None
-        if notes:
-            print(f"latentguard: note: {path}: {'; '.join(notes)}", file=sys.stderr)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LossyFormatWarning)  # said once above
-            save_image(protected, dst, alpha=alpha, bits=bits, lossy=bool(args.lossy), quality=quality or 95,
-                       metadata={"method": args.method, "eps": method.eps, "norm": method.norm, "steps": method.steps,
-                                 "surrogates": models if args.method not in DIFFUSION_METHODS else [args.pipeline],
-                                 "source": path.name})
-        writer.write({**row, "status": "ok", "output": str(dst), "height": int(img.shape[-2]),
-                      "width": int(img.shape[-1]), "alpha": alpha is not None, "bits": bits,
-                      **({"notes": notes} if notes else {}), **rec})
-        n_ok += 1
+    for row in engine(args, method, todo, out, provenance=provenance, mask=mask,
+                      log=lambda msg: print(msg, file=sys.stderr), callback=step_bar):
+        writer.write(row)
+        if row["status"] == "ok":
+            n_ok += 1
+        else:
+            err, name = str(row.get("error", "")), row["input"]
+            failures.append((name, err[len(name) + 2:] if err.startswith(name + ": ") else err))
         bar.update(1)
     step_bar.close()
     bar.close()
-    _write_summary(out, writer.rows())
-    skipped = len(paths) - len(todo)
+    clean_staging(out)
+    latest = {r["key"]: r for r in writer.rows() if "key" in r}  # a retried input: its last row
+    _write_summary(out, list(latest.values()))
+    skipped = len(items) - len(todo)
     print(f"protected {n_ok} image(s) with {args.method} (eps={method.eps:.5f}, {method.steps} steps)"
           + (f", {skipped} already done" if skipped else "") + (f", {len(failures)} failed" if failures else "")
           + f" -> {out}")
