@@ -14,6 +14,11 @@ a fraction of the iterative cost. ``refine=0`` (default) is the pure feed-forwar
 ``loss_after``) is the base method's, measured on ``vae`` (default: the protector's training VAEs). Against
 Stable Diffusion, train a protector on SD's VAE (``latentguard protector train --vae stabilityai/sd-vae-ft-mse``).
 
+**Objective** (``edit_objective = 1`` for the bundled ``zoo:protector-a``): a protector targets its base
+method's objective; the bundled one is trained on ``pca+``, whose official README states Objective 1 (the edit of
+the protected image stays close to the input). A protector trained on ``pca-``, ``pca-adaptive``, ``photoguard-enc``
+or ``pid`` targets Objective 2; :attr:`FastProtection.edit_objective_of` gives the instance's.
+
 This is amortised protection in the spirit of FastProtect (arXiv 2412.11423) and DiffVax; it is neither
 paper's method: ``G`` here is a small two-level U-Net trained directly on the base method's objective (no
 mixture-of-perturbations, no adaptive inference, no diffusion-loss term).

@@ -203,7 +203,8 @@ def _sign_noise(eps: float, seed: int):
 # ----------------------------------------------------------------------------------------------------
 # checkpoints
 # ----------------------------------------------------------------------------------------------------
-def _save_checkpoint(folder: Path, g: Protector, opt: torch.optim.Optimizer, samplers, step: int, history) -> None:
+def _save_checkpoint(folder: Path, g: Protector, opt: torch.optim.Optimizer, samplers, step: int, history,
+                     gen: torch.Generator) -> None:
     from safetensors.torch import save_file
 
     tmp = folder.with_name(folder.name + ".tmp")
@@ -217,6 +218,7 @@ def _save_checkpoint(folder: Path, g: Protector, opt: torch.optim.Optimizer, sam
                 tensors[f"p{i}.{k}"] = v.detach().cpu().contiguous().reshape(v.shape if v.ndim else (1,))
     for i, s in enumerate(samplers):
         tensors[f"crops{i}.generator"] = s.generator.get_state()
+    tensors["eot.generator"] = gen.get_state()
     save_file(tensors, str(tmp / "trainer_state.safetensors"))
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "history": history}))
     shutil.rmtree(folder, ignore_errors=True)
@@ -232,7 +234,7 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1])) if done else None
 
 
-def _restore(folder: Path, g: Protector, opt: torch.optim.Optimizer, samplers) -> tuple[int, list]:
+def _restore(folder: Path, g: Protector, opt: torch.optim.Optimizer, samplers, gen: torch.Generator) -> tuple[int, list]:
     from safetensors.torch import load_file
 
     src = Protector.from_pretrained(str(folder))
@@ -248,6 +250,8 @@ def _restore(folder: Path, g: Protector, opt: torch.optim.Optimizer, samplers) -
             opt.state[p] = st
     for i, s in enumerate(samplers):
         s.generator.set_state(tensors[f"crops{i}.generator"])
+    if "eot.generator" in tensors:  # absent in checkpoints written before it was saved
+        gen.set_state(tensors["eot.generator"])
     meta = json.loads((folder / "trainer_state.json").read_text())
     return int(meta["step"]), list(meta.get("history", []))
 
@@ -361,12 +365,13 @@ def train_protector(cfg: TrainConfig, data, out: str | Path, *, val_data=None, r
     levels: dict = {}
     samplers = [ImageCrops(arrays, c, seed=cfg.seed * 1000 + 17 * i + acc.process_index, scales=CROP_SCALES,
                            levels=levels) for i, c in enumerate(cfg.crop_sizes)]
+    gen = torch_generator(cfg.seed + 7 + acc.process_index, "cpu")
     start, history = 0, []
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None:
         print(f"--resume: no checkpoint in {out / 'checkpoints'}; starting from step 0")
     if ckpt is not None:
-        start, history = _restore(ckpt, g, opt, samplers)
+        start, history = _restore(ckpt, g, opt, samplers, gen)
         print(f"resumed from {ckpt} (step {start})")
     val_log = []
     vpath = out / "val_log.jsonl"
@@ -375,7 +380,6 @@ def train_protector(cfg: TrainConfig, data, out: str | Path, *, val_data=None, r
         val_log = [r for r in val_log if r["step"] <= start]
     g_train, opt = acc.prepare(g, opt)
     xval = _val_batch(val_arrays[:8], 128).to(dev)
-    gen = torch_generator(cfg.seed + 7 + acc.process_index, dev)
     sign = 1.0 if base.maximize else -1.0
     log = (out / "train_log.jsonl").open("a" if start else "w")
     t0 = time.perf_counter()
@@ -432,7 +436,7 @@ def train_protector(cfg: TrainConfig, data, out: str | Path, *, val_data=None, r
             if acc.is_main_process and (step + 1) % cfg.val_every == 0:
                 val_log.append(validate(step + 1))
             if acc.is_main_process and (step + 1) % cfg.checkpoint_every == 0:
-                _save_checkpoint(out / "checkpoints" / f"step-{step + 1:06d}", g, opt, samplers, step + 1, history)
+                _save_checkpoint(out / "checkpoints" / f"step-{step + 1:06d}", g, opt, samplers, step + 1, history, gen)
                 for old in sorted((out / "checkpoints").glob("step-*"))[:-2]:
                     shutil.rmtree(old, ignore_errors=True)
             acc.wait_for_everyone()
@@ -448,7 +452,7 @@ def train_protector(cfg: TrainConfig, data, out: str | Path, *, val_data=None, r
     if acc.is_main_process:
         if not val_log or val_log[-1]["step"] != step:
             val_log.append(validate(step))
-        _save_checkpoint(out / "checkpoints" / f"step-{step:06d}", g, opt, samplers, step, history)
+        _save_checkpoint(out / "checkpoints" / f"step-{step:06d}", g, opt, samplers, step, history, gen)
         g.save_pretrained(str(out))
         training_curve(out / "curve.png", history, val_log, cfg.objective)
         summary = {
@@ -472,9 +476,9 @@ RECIPE = {
     "name": "protector-a",
     "train_photos": "nature:all+lomiri",
     "val_photos": "lomiri20",
-    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=2500, batch_size=8,
-                          crop_sizes=[64, 96, 128], lr=2e-3, warmup=50, transforms="", channels=[16, 32, 64],
-                          blocks=2, seed=0, checkpoint_every=100, val_every=150, max_minutes=40.0, device="cpu"),
+    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=1500, batch_size=6,
+                          crop_sizes=[64, 96], lr=2e-3, warmup=50, transforms="", channels=[16, 32, 64],
+                          blocks=2, seed=0, checkpoint_every=100, val_every=150, max_minutes=45.0, device="cpu"),
 }
 
 
