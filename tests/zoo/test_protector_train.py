@@ -39,12 +39,14 @@ def _cfg(vae_dir: str, **kw) -> TrainConfig:
 
 
 def _objective(folder_or_model, vae_dir: str, objective: str, x: torch.Tensor) -> float:
+    """The base objective of clip(x + G(x)) minus that of x (the protector's gain)."""
     from latentguard.models import load_vae
 
     g = folder_or_model if isinstance(folder_or_model, Protector) else Protector.from_pretrained(str(folder_or_model))
     vae = load_vae(vae_dir)
     base = build_base(objective, [vae], 16 / 255)
-    return float(measure(base, [vae], lambda t: g.perturbation(t), x, 2).mean())
+    clean = measure(base, [vae], lambda t: torch.zeros_like(t), x, 2)
+    return float((measure(base, [vae], lambda t: g.perturbation(t), x, 2) - clean).mean())
 
 
 @pytest.mark.parametrize("objective", ["pca+", "pid"])
@@ -57,7 +59,7 @@ def test_a_few_steps_improve_the_objective(tmp_path, vae_dir, objective):
     x = torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float()[..., :24, :24] / 255
     before = _objective(g0, vae_dir, objective, x)
     after = _objective(tmp_path / "out", vae_dir, objective, x)
-    assert after > before * 1.02, (before, after)  # both ascend (pca+, pid maximise)
+    assert after > 3 * abs(before) and after > 0, (before, after)  # both ascend (pca+, pid maximise)
     out = tmp_path / "out"
     for f in ("config.json", "diffusion_pytorch_model.safetensors", "train_log.jsonl", "val_log.jsonl", "curve.png",
               "run.json", "val/step-000006.png", "val/step-000012.png"):
@@ -73,8 +75,9 @@ def test_descending_objective_goes_down_and_resume_repeats_the_run(tmp_path, vae
                            val_data=ims[3:], progress=False)
     hist = [json.loads(line)["objective"] for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
     assert np.mean(hist[-2:]) < np.mean(hist[:2])  # photoguard-enc descends: latents pulled to the gray target
-    train_protector(_cfg(vae_dir, objective="photoguard-enc", steps=4), ims[:3], tmp_path / "b", val_data=ims[3:],
-                    progress=False)
+    part = train_protector(_cfg(vae_dir, objective="photoguard-enc", steps=8, stop_at=4), ims[:3], tmp_path / "b",
+                           val_data=ims[3:], progress=False)
+    assert part["steps_done"] == 4 and part["stopped_by"] == "stop_at"
     resumed = train_protector(_cfg(vae_dir, objective="photoguard-enc", steps=8), ims[:3], tmp_path / "b",
                               val_data=ims[3:], progress=False, resume=True)
     assert resumed["resumed_from"] == 4 and resumed["steps_done"] == full["steps_done"] == 8

@@ -26,6 +26,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 MULTIPLE = 4  # two stride-2 levels
+TANH_LEAK = 0.1  # training-time gradient leak through tanh (see Protector.raw)
+PRE_BOUND = 3.0  # training penalises |pre-activation| beyond this (tanh(3) = 0.995)
 
 
 class _Res(nn.Module):
@@ -111,7 +113,16 @@ class Protector(ModelMixin, ConfigMixin):
         h2 = self.res2(F.silu(self.down2(h1)))
         u1 = self.res3(F.interpolate(self.up2(F.silu(h2)), scale_factor=2.0, mode="nearest") + h1)
         u0 = F.interpolate(self.up1(F.silu(u1)), scale_factor=2.0, mode="nearest") + h0
-        return torch.tanh(self.head(F.silu(u0)))
+        pre = self.head(F.silu(u0))
+        out = torch.tanh(pre)
+        if self.training and torch.is_grad_enabled():
+            # Training only: a gradient leak through the saturated tanh (the forward value is unchanged, the
+            # added term is exactly 0) so that pixels stuck at +-eps can still flip sign; ``pre`` is kept for
+            # the trainer's penalty on |pre| > PRE_BOUND. A first run without it froze (tanh saturated
+            # everywhere, the held-out objective identical to 7 digits from step 150 to 450).
+            out = out + TANH_LEAK * (pre - pre.detach())
+            self.last_pre = pre
+        return out
 
     def forward(self, x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
         """The perturbation ``eps * tanh(f(x))`` of a batch of any size (padded to 4, no tiling): training's path."""

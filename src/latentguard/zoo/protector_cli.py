@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, crop_sizes=args.crop_sizes, lr=args.lr, warmup=args.warmup,
                       transforms=args.eot or "", channels=args.channels, blocks=args.blocks, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, val_every=args.val_every,
-                      max_minutes=args.max_minutes, device=args.device, tile_size=args.tile_size,
+                      max_minutes=args.max_minutes, stop_at=args.stop_at, device=args.device, tile_size=args.tile_size,
                       tile_overlap=args.tile_overlap)
     try:
         cfg.validate()
@@ -107,6 +107,7 @@ def register(subparsers) -> None:
     q.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
     q.add_argument("--val-every", type=int, default=200, help="steps between validation figures (default 200)")
     q.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time (0: no limit)")
+    q.add_argument("--stop-at", type=int, default=0, help="stop after this step (the schedule still spans --steps)")
     q.add_argument("--tile-size", type=int, default=512, help="inference tile size written to the model (default 512)")
     q.add_argument("--tile-overlap", type=int, default=64, help="inference tile overlap (default 64)")
     q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")

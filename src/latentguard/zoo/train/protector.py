@@ -39,11 +39,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from latentguard.harden.crops import ImageCrops
 from latentguard.io import datasets
 from latentguard.models.padding import pad_to_multiple
-from latentguard.models.protector import Protector
+from latentguard.models.protector import PRE_BOUND, Protector
 from latentguard.ops.runtime import torch_generator
 from latentguard.ops.state import frozen
 from latentguard.ops.transforms import parse_transforms
@@ -67,10 +68,13 @@ class TrainConfig:
         crop_sizes: crop sides (pixels, multiples of 4 and of the VAEs' factor); step ``t`` uses ``crop_sizes[t % n]``.
         lr, warmup: Adam learning rate and linear warm-up steps (then cosine to 5%).
         transforms: EOT transforms (``"jpeg:50-90,resize,identity"``); empty: none.
+        pre_penalty: weight of ``mean(relu(|pre| - 3)^2)`` on G's pre-tanh output (keeps it out of deep saturation;
+            with the training-time gradient leak of :class:`Protector`, pixels can still change sign).
         channels, blocks: the protector's widths and residual blocks (:class:`Protector`).
         seed: seeds the model's initialisation and the crops.
         checkpoint_every, val_every, log_every: in steps.
         max_minutes: stop early after this wall time (the schedule still spans ``steps``); 0: no limit.
+        stop_at: stop after this step (the schedule still spans ``steps``; ``--resume`` continues); 0: off.
         device: ``auto`` | ``cpu`` | ``cuda[:N]``.
         tile_size, tile_overlap: written into the model's config (inference tiling).
     """
@@ -94,6 +98,8 @@ class TrainConfig:
     device: str = "auto"
     tile_size: int = 512
     tile_overlap: int = 64
+    pre_penalty: float = 0.1
+    stop_at: int = 0
 
     def validate(self) -> TrainConfig:
         if not self.vaes or not all(isinstance(v, str) and v.strip() for v in self.vaes):
@@ -113,8 +119,8 @@ class TrainConfig:
             raise ValueError(f"channels must be 3 positive ints, got {self.channels!r}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
             raise ValueError(f"lr must be in (0, 1), got {self.lr!r}")
-        if self.warmup < 0 or self.max_minutes < 0 or self.seed < 0:
-            raise ValueError("warmup, max_minutes and seed must be >= 0")
+        if self.warmup < 0 or self.max_minutes < 0 or self.seed < 0 or self.stop_at < 0:
+            raise ValueError("warmup, max_minutes, stop_at and seed must be >= 0")
         parse_transforms(self.transforms or ())  # raises a ValueError naming the bad spec
         return self
 
@@ -412,6 +418,9 @@ def train_protector(cfg: TrainConfig, data, out: str | Path, *, val_data=None, r
             if cfg.max_minutes and (time.perf_counter() - t0) / 60 > cfg.max_minutes:
                 stopped = "max_minutes"
                 break
+            if cfg.stop_at and step >= cfg.stop_at:
+                stopped = "stop_at"
+                break
             ts = time.perf_counter()
             lr = lr_at(cfg, step)
             for grp in opt.param_groups:
@@ -419,11 +428,15 @@ def train_protector(cfg: TrainConfig, data, out: str | Path, *, val_data=None, r
             si = step % len(samplers)
             x = samplers[si].batch(cfg.batch_size).to(dev)
             obj = objective_terms(base, vaes, g_train, x, multiple, gen, transforms, eps=cfg.eps)
-            loss = -sign * obj.mean()
+            pre = getattr(g, "last_pre", None)
+            penalty = F.relu(pre.abs() - PRE_BOUND).pow(2).mean() if pre is not None else torch.zeros(())
+            loss = -sign * obj.mean() + cfg.pre_penalty * penalty
+            g.last_pre = None
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
             rec = {"step": step + 1, "crop": cfg.crop_sizes[si], "objective": float(obj.detach().mean()), "lr": lr,
+                   "penalty": float(penalty.detach()),
                    "seconds": round(time.perf_counter() - ts, 4)}
             if (step + 1) % cfg.log_every == 0:
                 history.append(rec)
@@ -476,9 +489,9 @@ RECIPE = {
     "name": "protector-a",
     "train_photos": "nature:all+lomiri",
     "val_photos": "lomiri20",
-    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=1500, batch_size=6,
-                          crop_sizes=[64, 96], lr=2e-3, warmup=50, transforms="", channels=[16, 32, 64],
-                          blocks=2, seed=0, checkpoint_every=100, val_every=150, max_minutes=45.0, device="cpu"),
+    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=800, batch_size=6,
+                          crop_sizes=[64, 96], lr=1e-3, warmup=50, transforms="", channels=[16, 32, 64],
+                          blocks=2, seed=0, checkpoint_every=100, val_every=100, max_minutes=30.0, device="cpu"),
 }
 
 
