@@ -116,9 +116,24 @@ def test_bundled_protector_beats_equal_budget_noise_on_the_sample_photos(vae_a):
         mse_g = ((vae_a.reconstruct(xa) - rc) ** 2).flatten(1).mean(1)
         mse_n = ((vae_a.reconstruct(noise) - rc) ** 2).flatten(1).mean(1)
     ratio = mse_g / mse_n
-    # measured (see the card): ratio per photo >= MIN_RATIO_MEASURED, mean MEAN_RATIO_MEASURED
+    # measured on the bundled build: MSE ratio 6.13 (lowest photo) to 11.86, mean 8.61; bounds with margin
     assert float(ratio.min()) > MIN_RATIO and float(ratio.mean()) > MEAN_RATIO, ratio.tolist()
 
 
-MIN_RATIO = 1.0
-MEAN_RATIO = 1.0
+MIN_RATIO = 4.0
+MEAN_RATIO = 6.0
+
+
+def test_cli_bad_fast_options_are_one_line_errors(tmp_path, capsys):
+    from latentguard.cli.app import main
+    from latentguard.samples import sample_paths
+
+    img = str(sample_paths()[0])
+    for argv, msg in [(["--method", "fast", "--protector", "zoo:vae-a"], "not a protector"),
+                      (["--method", "fast", "--protector", str(tmp_path / "none")], "does not exist"),
+                      (["--method", "fast", "--steps", "3"], "--refine"),
+                      (["--method", "fast", "--refine", "-1"], "--refine"),
+                      (["--method", "pca+", "--refine", "2"], "only to --method fast")]:
+        assert main(["protect", img, *argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("latentguard: error:") and msg in err[0], err
