@@ -29,6 +29,7 @@ OUT_COMMANDS = {
     ("poison",): ["poison", "d", "--kind", "none"],
     ("implosion",): ["implosion", "cfg.toml"],
     ("zoo", "train"): ["zoo", "train", "vae-a"],
+    ("protector", "train"): ["protector", "train", "--vae", "zoo:vae-a", "--data", "d"],
 }
 
 
