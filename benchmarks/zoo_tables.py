@@ -14,6 +14,8 @@ WHAT = {
                  "text2img: the photo editor (a short CPU training, 1250 steps; targets in its card)",
     "embed": "CLIP-like image-text embedder (not CLIP)",
     "vae-a-srl": "vae-a hardened by SRL-VAE (decoder bit-identical)",
+    "protector-a": "feed-forward protector for `protect --method fast` (0.23 M-parameter conv U-Net, `eps*tanh`), "
+                   "trained on pca+ against **vae-a only**",
 }
 
 
@@ -50,9 +52,21 @@ def _measured(name: str, r: dict, d: dict) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in keys.items()) or "see its card"
 
 
-def quality_table(d: dict) -> str:
+def _protector(fast: dict) -> str:
+    t = fast["targets"]
+    return (f"one pass at 512 px {t['fast_512_seconds_vae-a, protector pass only (<= 3 s)']:.1f} s on the CPU "
+            f"({t['fast_512_speedup_vs_pca+_vae-a, protection only (>= 100x)']:.0f}x faster than pca+ T=40); "
+            f"{100 * t['64px/zoo:vae-a/none objective: fast / pca+ (>= 0.70)']:.0f}% of pca+'s objective on vae-a "
+            f"(`benchmarks/bench_fast.py`; transfer to other VAEs: docs/protect.md)")
+
+
+def quality_table(d: dict, fast: dict | None = None) -> str:
+    """The table from ``zoo_quality.json`` (and ``bench_fast.json`` for the protector row)."""
     out = ["| model | what | measured (held-out; `benchmarks/bench_zoo.py`) |", "|---|---|---|"]
     for name in list(WHAT) + [n for n in d if n not in WHAT]:
+        if name == "protector-a" and fast is not None:
+            out.append(f"| `zoo:{name}` | {WHAT[name]} | {_protector(fast)} |")
+            continue
         measured = _measured(name, d[name], d) if name in d else "not measured"
         out.append(f"| `zoo:{name}` | {WHAT.get(name, 'see its card')} | {measured} |")
     return "\n".join(out) + "\n"

@@ -31,6 +31,7 @@ OUT_COMMANDS = {
     ("zoo", "train"): ["zoo", "train", "vae-a"],
     ("survival",): ["survival", "x.png", "--clean", "y.png"],
     ("preview",): ["preview", "p.png", "--clean", "c.png"],
+    ("protector", "train"): ["protector", "train", "--vae", "zoo:vae-a", "--data", "d"],
 }
 
 

@@ -203,6 +203,12 @@ for _name in ENCODER + REFERENCE + DIFFUSION:
     _method_case(_name)
 
 
+@case("protect/fast", needs=("vae-a", "protector-a"))
+def _(ctx):
+    # zoo:protector-a's pass, then 2 pca+ refinement steps on the engine
+    return _protect(ctx, "fast", ctx.photos(64, 2), refine=2)
+
+
 @case("protect/engine/pca+-l2-random-start-linear-decay", needs=("vae-a",))
 def _(ctx):
     return _protect(ctx, "pca+", ctx.photos(64, 2), steps=3, norm="l2", eps=1.0, alpha=0.25, random_start=True,

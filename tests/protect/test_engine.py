@@ -15,14 +15,15 @@ ALL_METHODS = ENCODER_METHODS + ["photoguard-diff", "advdm", "mist", "sds+", "sd
 
 
 def test_registry_lists_every_method():
-    assert set(available()) == set(ALL_METHODS) | {"none", "random-noise"}  # + the reference rows
+    assert set(available()) == set(ALL_METHODS) | {"none", "random-noise", "fast"}  # + the reference rows, fast
     with pytest.raises(ValueError, match="unknown protection method 'nope'"):
         get("nope", vae=None)
 
 
 # PCA's two objectives (official README): 1 = the edit stays close to the input, 2 = it moves away from the clean edit
 EXPECTED_OBJECTIVE = {"pca+": 1, "pca-": 2, "pca-adaptive": 2, "photoguard-enc": 2, "photoguard-diff": 2,
-                      "advdm": 2, "mist": 2, "sds+": 2, "sds-": 2, "pid": 2}
+                      "advdm": 2, "mist": 2, "sds+": 2, "sds-": 2, "pid": 2,
+                      "fast": 1}  # fast: its protector's base method (zoo:protector-a: pca+)
 CONTROLS = ("none", "random-noise")  # no protection and random noise: no objective
 
 

@@ -40,7 +40,7 @@ def test_healthz_and_methods(client, serve_config):
     from latentguard.protect import available
 
     assert [x["name"] for x in m["methods"]] == available()  # from the registry: a new method appears by itself
-    assert m["default_method"] == "pca+" and [x["name"] for x in m["methods"] if x["default"]] == ["pca+"]
+    assert m["default_method"] == "fast" and [x["name"] for x in m["methods"] if x["default"]] == ["fast"]
     assert m["models"] == ["zoo:vae-a"] and m["editor"] == "zoo:t2i"
     assert "zoo:vae-a" in m["notes"]["zoo:vae-a"] and "not guaranteed" in m["notes"]["zoo:vae-a"]
     assert {x["name"]: x["surrogate"] for x in m["methods"]}["advdm"] == "editor pipeline"

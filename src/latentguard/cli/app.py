@@ -31,9 +31,10 @@ from latentguard.protect import cli as protect_cli
 from latentguard.scale import cli as scale_cli
 from latentguard.serve import cli as serve_cli
 from latentguard.zoo import cli as zoo_cli
+from latentguard.zoo import protector_cli
 
 # In the order `latentguard --help` lists them.
-CAPABILITY_CLIS = (zoo_cli, protect_cli, harden_cli, privacy_cli, poison_cli, evaluate_cli, demo, serve_cli)
+CAPABILITY_CLIS = (zoo_cli, protect_cli, protector_cli, harden_cli, privacy_cli, poison_cli, evaluate_cli, demo, serve_cli)
 
 # Exceptions a user can fix, defined in modules that import torch: they are caught only when their module
 # was imported (an exception of that type cannot exist otherwise), so this module stays torch-free.

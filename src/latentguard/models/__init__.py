@@ -13,21 +13,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the names below, for type checkers and editors
     from latentguard.models.errors import ModelLoadError, UnsafeWeightsError
     from latentguard.models.hub import is_offline, load_from_hub, probe_hub
-    from latentguard.models.loading import load_embedder, load_pipeline, load_vae, resolve_spec
+    from latentguard.models.loading import load_embedder, load_pipeline, load_protector, load_vae, resolve_spec
     from latentguard.models.padding import crop_back, pad_to_multiple
     from latentguard.models.vae import LatentVAE, VAEInfo, kl_standard_normal
 
 _EXPORTS = {
     "ModelLoadError": "errors", "UnsafeWeightsError": "errors",
     "is_offline": "hub", "load_from_hub": "hub", "probe_hub": "hub",
-    "load_vae": "loading", "load_pipeline": "loading", "load_embedder": "loading", "resolve_spec": "loading",
+    "load_vae": "loading", "load_pipeline": "loading", "load_embedder": "loading", "load_protector": "loading", "resolve_spec": "loading",
     "pad_to_multiple": "padding", "crop_back": "padding",
     "LatentVAE": "vae", "VAEInfo": "vae", "kl_standard_normal": "vae",
 }
 
 __all__ = [
     "LatentVAE", "VAEInfo", "ModelLoadError", "UnsafeWeightsError", "load_vae", "load_pipeline",
-    "load_embedder", "resolve_spec", "pad_to_multiple", "crop_back", "kl_standard_normal", "is_offline",
+    "load_embedder", "load_protector", "resolve_spec", "pad_to_multiple", "crop_back", "kl_standard_normal", "is_offline",
     "load_from_hub", "probe_hub",
 ]
 

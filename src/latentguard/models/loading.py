@@ -16,6 +16,7 @@ Weights load from safetensors only; a pickle checkpoint (``.bin``/``.ckpt``/``.p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -230,3 +231,35 @@ def load_embedder(spec: str = "zoo:embed", *, device: str | torch.device = "cpu"
     else:
         raise ModelLoadError(f"hub embedders are not supported yet ({spec}); pass zoo:embed or a local folder")
     return ZooEmbedder.from_pretrained(folder, device=resolve_device(device))
+
+
+def load_protector(spec: str = "zoo:protector-a", *, device: str | torch.device = "cpu"):
+    """Load a feed-forward protector (:class:`~latentguard.models.protector.Protector`): ``zoo:protector-a`` or a
+    folder written by ``latentguard protector train`` (``config.json`` + safetensors); eval mode, frozen."""
+    # deferred: models.protector imports diffusers (the Protector is a ModelMixin) at its top
+    from latentguard.models.protector import Protector
+
+    kind, where = resolve_spec(spec)
+    if kind == "zoo":
+        entry = registry.get_entry(where)
+        if entry.kind != "protector":
+            raise ModelLoadError(f"zoo:{entry.name} is a {entry.kind} model, not a protector (zoo protectors: "
+                                 f"{', '.join(n for n, e in registry.ENTRIES.items() if e.kind == 'protector')})")
+        folder = registry.model_dir(entry.name)
+    elif kind == "local":
+        folder = Path(where)
+    else:
+        raise ModelLoadError(f"{spec!r}: protectors load from zoo:NAME or a local folder, not from the hub")
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise ModelLoadError(f"{folder} is not a protector folder (no config.json)")
+    try:
+        cls_name = json.loads(cfg.read_text()).get("_class_name")
+    except ValueError as exc:
+        raise ModelLoadError(f"{cfg} is not valid JSON: {exc}") from None
+    if cls_name != "Protector":
+        raise ModelLoadError(f"{folder} holds a {cls_name or 'non-diffusers'} model, not a Protector")
+    _check_weights(folder, allow_pickle=False)
+    model = Protector.from_pretrained(str(folder), use_safetensors=True)
+    model.requires_grad_(False).eval().to(resolve_device(device))
+    return model

@@ -17,7 +17,7 @@ ZOO_PREFIX = "zoo:"
 @dataclass(frozen=True)
 class ZooEntry:
     name: str
-    kind: str  # vae | t2i (text-conditional LDM) | ldm (unconditional photo LDM: prompt "") | embed
+    kind: str  # vae | t2i (text-conditional LDM) | ldm (unconditional photo LDM: prompt "") | embed | protector
     summary: str
     vae: str | None = None  # diffusion models (t2i, ldm) reuse a zoo VAE instead of carrying a copy
 
@@ -30,6 +30,7 @@ ENTRIES: dict[str, ZooEntry] = {
     "t2i-members": ZooEntry("t2i-members", "t2i", "t2i trained long on a declared 500-image member split (MIA target)", vae="vae-a"),
     "ldm-photo": ZooEntry("ldm-photo", "ldm", "unconditional latent diffusion of natural photos (vae-a latents, 64/128 px crops of 31 licensed photos; prompt \"\"): the photo editor", vae="vae-a"),
     "embed": ZooEntry("embed", "embed", "CLIP-like image-text embedder (conv image tower, frozen MiniLM + projection)"),
+    "protector-a": ZooEntry("protector-a", "protector", "feed-forward protector (small conv U-Net, eps*tanh) trained on pca+ against vae-a only: `protect --method fast`"),
 }
 
 

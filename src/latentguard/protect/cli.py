@@ -41,7 +41,7 @@ def _load_mask(path: str):
 
 
 def _build_method(args):
-    from latentguard.models import load_pipeline, load_vae  # defers torch and diffusers
+    from latentguard.models import load_pipeline, load_protector, load_vae  # defers torch and diffusers
 
     unit = float(args.eps_unit)
     if not unit > 0:
@@ -58,7 +58,18 @@ def _build_method(args):
     if args.eot:
         params["transforms"] = args.eot
     params["seed"] = args.seed
-    models = args.model or ["zoo:vae-a"]
+    if args.method == "fast":
+        if args.steps is not None:
+            raise UserError("--steps does not apply to --method fast; use --refine K for K gradient steps after the protector")
+        params["protector"] = args.protector or "zoo:protector-a"
+        params["refine"] = 0 if args.refine is None else args.refine
+        if params["refine"] < 0:
+            raise UserError(f"--refine must be >= 0, got {args.refine}")
+        params["protector"] = load_protector(params["protector"], device=args.device)
+    elif args.protector is not None or args.refine is not None:
+        raise UserError("--protector and --refine apply only to --method fast")
+    # --method fast without --model: the VAEs its protector was trained against
+    models = args.model or (list(params["protector"].config.vaes) if args.method == "fast" else ["zoo:vae-a"])
     if args.method in DIFFUSION_METHODS:
         if len(models) > 1:
             raise UserError(f"--method {args.method} attacks the pipeline's own VAE; give at most one --model")
@@ -213,6 +224,10 @@ def register(subparsers) -> None:
     p.add_argument("--eot", default=None, metavar="T1,T2", help="EOT transforms, e.g. jpeg:50-90,resize:0.5-0.9,blur,noise")
     p.add_argument("--eot-samples", type=int, default=None, help="gradient draws per step")
     p.add_argument("--tile-size", type=int, default=None, help="tile larger images (pixels; 0 disables)")
+    p.add_argument("--protector", default=None, metavar="SPEC",
+                   help="--method fast: trained protector (zoo:NAME or a folder; default zoo:protector-a)")
+    p.add_argument("--refine", type=int, default=None, metavar="K",
+                   help="--method fast: K gradient steps of the protector's base method after it (default 0)")
     p.add_argument("--mask", default=None, metavar="FILE", help="image whose bright pixels (>0.5) mark the region to protect")
     add_resume_args(p, resume="continue the run in --out: inputs already protected there are skipped",
                     overwrite="start again in an --out that holds results (results.jsonl is restarted, images of "

@@ -336,6 +336,11 @@ class Protection:
         """The objective's value for the records (defaults to ``objective``); ``[N]``."""
         return self.objective(vae, x, ctx, generator)
 
+    def start(self, x: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
+        """The starting perturbation ``delta_0`` (zeros or ``random_start``); ``fast`` starts from its protector's output."""
+        return pgd.init_delta(x, eps=self.eps, norm=self.norm, random_start=self.random_start, generator=generator,
+                              mask=mask)
+
     def replace(self, **changes: Any) -> Protection:
         return dataclasses.replace(self, **changes)
 
@@ -473,7 +478,7 @@ def run_protection(p: Protection, images: torch.Tensor, *, mask: torch.Tensor | 
         with torch.no_grad():
             ctxs = [[p.prepare(vae, _slice(xp_clean, t)) for t in tiles] for vae in p.vaes]
         loss0, kl0, s20 = _evaluate(p, x, ctxs, tiles, multiple, p.seed + 1)
-        delta = pgd.init_delta(x, eps=p.eps, norm=p.norm, random_start=p.random_start, generator=generator, mask=m)
+        delta = p.start(x, m, generator)
         it = range(p.steps)
         if progress:
             from tqdm.auto import tqdm

@@ -33,6 +33,7 @@ BUILTIN: dict[str, str] = {
     "mist": "latentguard.protect.mist",
     "sds+": "latentguard.protect.sds",
     "sds-": "latentguard.protect.sds",
+    "fast": "latentguard.protect.fast",
 }
 
 _REGISTRY: dict[str, type[Protection]] = {}

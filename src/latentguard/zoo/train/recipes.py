@@ -22,8 +22,10 @@ from latentguard.io import datasets
 from latentguard.models.registry import weights_root
 from latentguard.models.text import sentence_embeddings, token_states
 from latentguard.ops.schedules import ema_update_, set_lr, zoo_cosine_lr
-from latentguard.zoo.train import ldm_photo
 from latentguard.ops.metrics import ssim
+from latentguard.zoo.train import ldm_photo, protector
+
+PROTECTOR_RECIPE = protector.RECIPE["name"]  # zoo:protector-a (zoo/train/protector.py)
 
 # ----------------------------------------------------------------------------------------------------
 # Architectures
@@ -99,11 +101,13 @@ RECIPES: dict[str, Recipe] = {
 def recipe_names() -> list[str]:
     """Every model ``latentguard zoo train`` can rebuild: the :data:`RECIPES` and ``ldm-photo``
     (:mod:`latentguard.zoo.train.ldm_photo`, a recipe of its own shape)."""
-    return [*RECIPES, ldm_photo.RECIPE.name]
+    return [*RECIPES, ldm_photo.RECIPE.name, PROTECTOR_RECIPE]
 
 
 def recipe_seed(name: str) -> int:
     """The seed a rebuild of ``name`` starts from (recorded in run.json)."""
+    if name == PROTECTOR_RECIPE:
+        return protector.RECIPE["config"].seed
     return ldm_photo.RECIPE.seed if name == ldm_photo.RECIPE.name else RECIPES[name].seed
 
 # ----------------------------------------------------------------------------------------------------
@@ -456,6 +460,10 @@ def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, m
     VAE recipes with a ``finetune`` stage write stage 1 to ``out/stage1`` and the final model to ``out``;
     ``init`` (a stage-1 folder) skips stage 1.
     """
+    if name == PROTECTOR_RECIPE:
+        check_init(name, init)
+        protector.train_bundled(out, steps=steps, max_minutes=max_minutes, device=device)
+        return Path(out)
     if name == ldm_photo.RECIPE.name:
         check_init(name, init)
         return ldm_photo.train(Path(out), device=device, steps=steps, max_minutes=max_minutes, zoo_dir=zoo_dir,
