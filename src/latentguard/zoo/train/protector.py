@@ -42,12 +42,13 @@ import torch
 import torch.nn.functional as F
 
 from latentguard.harden.crops import ImageCrops
-from latentguard.io import datasets
+from latentguard.io import datasets, save_image
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.protector import PRE_BOUND, Protector
 from latentguard.ops.runtime import torch_generator
 from latentguard.ops.state import frozen
-from latentguard.ops.transforms import parse_transforms
+from latentguard.ops.grid import make_grid
+from latentguard.ops.transforms import parse_transforms, resize_center_crop
 from latentguard.protect.fast import ENCODER_ONLY, build_base
 
 # How each base objective scales with the crop's pixel count (see the module docstring).
@@ -268,9 +269,6 @@ def _restore(folder: Path, g: Protector, opt: torch.optim.Optimizer, samplers, g
 @torch.no_grad()
 def validation_figure(path: Path, g: Protector, vae, x: torch.Tensor, eps: float) -> None:
     """Rows: clean, protected, 10x |perturbation| (centred at 0.5), VAE recon of clean, recon of protected."""
-    from latentguard.io import save_image
-    from latentguard.ops.grid import make_grid
-
     d = g.perturbation(x, eps=eps)
     xa = (x + d).clamp(0, 1)
     mult = int(vae.info.downsample_factor)
@@ -314,8 +312,6 @@ def _as_arrays(data) -> list[np.ndarray]:
 
 
 def _val_batch(images: list[np.ndarray], size: int) -> torch.Tensor:
-    from latentguard.ops.transforms import resize_center_crop
-
     out = []
     for a in images:
         t = torch.from_numpy(np.array(a, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float() / 255.0
