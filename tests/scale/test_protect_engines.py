@@ -101,6 +101,7 @@ def test_manifests_list_paths_and_uris(photos, tmp_path):
     assert {r["status"] for r in _rows(out)} == {"ok"} and set(_digests(out)) == {"im0.png", "im1.png"}
 
 
+@pytest.mark.slow  # a Ray start and two actors: ~25 s on 2 cores (CI's slow run has it)
 def test_ray_engine_writes_the_local_bytes_and_skips_the_corrupt_file(ray_local, local_run, photos, tmp_path, capsys):
     out = tmp_path / "ray"
     rc = main(["protect", str(photos), *ARGS, "--engine", "ray", "--num-actors", "1", "--batch-size", "2",

@@ -274,7 +274,8 @@ def test_progress_is_the_engines_real_step_count(client, tmp_path):
     """Issue 22 item 10: the job reports the engine's steps (its per-step callback), not a time estimate."""
     from latentguard.serve.jobs import _P_LOAD, _P_PROTECT, Job
 
-    r = client.post("/v1/protect", files={"image": ("s.png", png_bytes(40, 32, 5))}, data={"steps": "3", "wait": "0"})
+    r = client.post("/v1/protect", files={"image": ("s.png", png_bytes(40, 32, 5))},
+                    data={"method": "pca+", "steps": "3", "wait": "0"})  # the default, fast, has no steps
     assert r.status_code == 202
     j = _poll(client, r.json()["id"])
     assert j["status"] == "done" and j["steps_done"] == j["steps"] == 3 and "progress_estimated" not in j

@@ -101,7 +101,9 @@ def test_zoo_cli_list(capsys):
         assert f"zoo:{name}" in out
 
 
-@pytest.mark.parametrize("name", ["vae-a", "vae-b", "embed", "t2i-members"])
+# the two photo-VAE recipes take 35-45 s each on 2 cores: slow (CI runs them); embed and t2i-members stay default
+@pytest.mark.parametrize("name", [pytest.param("vae-a", marks=pytest.mark.slow), pytest.param("vae-b", marks=pytest.mark.slow),
+                                  "embed", "t2i-members"])
 def test_recipe_smoke(name, tmp_path, monkeypatch):
     """Each recipe runs a few steps and writes a loadable folder."""
     from dataclasses import replace
