@@ -41,7 +41,7 @@ Every one is deterministic given the generator (or needs none); none mutates its
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -76,11 +76,12 @@ class NoPurification:
 
 
 @dataclass(frozen=True)
-class JPEG:
-    """JPEG compression round trip at ``quality`` in ``[1, 100]`` (lower = stronger)."""
+class _Codec:
+    """A lossy codec's round trip at ``quality`` in ``[1, 100]`` (lower = stronger): JPEG and WebP."""
 
     quality: int = 75
     param: str = "quality"
+    prefix: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
@@ -88,7 +89,7 @@ class JPEG:
 
     @property
     def name(self) -> str:
-        return f"jpeg-q{self.quality}"
+        return f"{self.prefix}-q{self.quality}"
 
     @property
     def strength(self) -> float:
@@ -96,31 +97,23 @@ class JPEG:
 
     def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(images)
-        return jpeg_pil(images, self.quality)
+        return self._encode(images, self.quality)
 
 
 @dataclass(frozen=True)
-class WebP:
+class JPEG(_Codec):
+    """JPEG compression round trip at ``quality`` in ``[1, 100]`` (lower = stronger)."""
+
+    prefix: ClassVar[str] = "jpeg"
+    _encode = staticmethod(jpeg_pil)
+
+
+@dataclass(frozen=True)
+class WebP(_Codec):
     """Lossy WebP round trip at ``quality`` in ``[1, 100]`` (lower = stronger)."""
 
-    quality: int = 75
-    param: str = "quality"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
-            raise ValueError(f"quality must be an int in [1, 100], got {self.quality!r}")
-
-    @property
-    def name(self) -> str:
-        return f"webp-q{self.quality}"
-
-    @property
-    def strength(self) -> float:
-        return float(self.quality)
-
-    def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        _check(images)
-        return webp_pil(images, self.quality)
+    prefix: ClassVar[str] = "webp"
+    _encode = staticmethod(webp_pil)
 
 
 @dataclass(frozen=True)

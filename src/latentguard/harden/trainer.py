@@ -34,7 +34,7 @@ The exact ``lambda``/steps of the paper are not in our copy of it; every weight 
 :class:`~latentguard.harden.config.SRLConfig` and the defaults are justified in ``docs/harden.md``.
 
 This module is the training loop, one for both ways of running it: a plain single-process run drives it with
-:class:`_SingleProcess`, a stand-in with the few methods of ``accelerate.Accelerator`` that the loop calls;
+:class:`latentguard.ops.runtime.SingleProcess`, a stand-in with the few methods of ``accelerate.Accelerator`` that the loop calls;
 ``accelerate=True`` drives it with a real ``Accelerator`` (data-parallel, one process per GPU). The recipe is
 :mod:`latentguard.harden.config`, the inner attack :mod:`latentguard.harden.attack`, the files of a run
 (checkpoints, resume, the diffusers folder, logs, plots) :mod:`latentguard.harden.artifacts`.
@@ -67,7 +67,7 @@ from latentguard.harden.crops import ImageCrops
 from latentguard.harden.perceptual import perceptual_distance
 from latentguard.models import load_vae
 from latentguard.models.vae import LatentVAE
-from latentguard.ops.runtime import resolve_device
+from latentguard.ops.runtime import SingleProcess, resolve_device
 from latentguard.ops.schedules import warmup_cosine
 
 
@@ -97,41 +97,10 @@ def launched_distributed() -> bool:
         return False
 
 
-class _SingleProcess:
-    """The plain run's stand-in for ``accelerate.Accelerator``: one process on ``device``, nothing wrapped.
-
-    Only the methods the loop calls, each the identity or a no-op (``backward`` is ``loss.backward()``), so
-    that the one loop computes exactly what a plain PyTorch loop computes. A real one-process ``Accelerator``
-    gives the same weights (tested), but it would pick its own device (``cuda:1`` -> ``cuda:0``) and set a
-    process-wide accelerate state; the stand-in keeps the plain run free of both.
-    """
-
-    process_index = 0
-    num_processes = 1
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def prepare(self, *objs):
-        return objs
-
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
-
-    def reduce(self, tensor: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-        return tensor
-
-    def wait_for_everyone(self) -> None:
-        pass
-
-    def free_memory(self) -> None:
-        pass
-
-
 def _accelerator(accelerate: bool, dev: torch.device):
     """A real ``Accelerator`` (float32: a launcher's mixed precision is overridden) or the plain stand-in."""
     if not accelerate:
-        return _SingleProcess(dev)
+        return SingleProcess(dev)
     from accelerate import Accelerator  # deferred: accelerate is only needed for --accelerate
 
     return Accelerator(cpu=dev.type == "cpu", mixed_precision="no")

@@ -82,3 +82,38 @@ def rand(shape, generator: torch.Generator | None, device, dtype=torch.float32) 
 def randint(high: int, shape, generator: torch.Generator | None, device) -> torch.Tensor:
     gdev = generator.device if generator is not None else device
     return torch.randint(0, int(high), tuple(shape), generator=generator, device=gdev).to(device)
+
+
+class SingleProcess:
+    """A training loop's plain-run stand-in for ``accelerate.Accelerator``: one process on ``device``, nothing wrapped.
+
+    Only the members the project's loops use (SRL-VAE's trainer, the protector's training), each the identity or a no-op (``backward`` is ``loss.backward()``), so
+    that one loop computes exactly what a plain PyTorch loop computes. A real one-process ``Accelerator``
+    gives the same weights (tested), but it would pick its own device (``cuda:1`` -> ``cuda:0``) and set a
+    process-wide accelerate state; the stand-in keeps the plain run free of both.
+    """
+
+    is_main_process = True
+    process_index = 0
+    num_processes = 1
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def prepare(self, *objs):
+        return objs
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def unwrap_model(self, model):
+        return model
+
+    def reduce(self, tensor: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        return tensor
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+    def free_memory(self) -> None:
+        pass

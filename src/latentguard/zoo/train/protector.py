@@ -45,7 +45,7 @@ from latentguard.harden.crops import ImageCrops
 from latentguard.io import datasets, save_image
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.protector import PRE_BOUND, Protector
-from latentguard.ops.runtime import torch_generator
+from latentguard.ops.runtime import SingleProcess, torch_generator
 from latentguard.ops.state import frozen
 from latentguard.ops.grid import make_grid
 from latentguard.ops.transforms import parse_transforms, resize_center_crop
@@ -134,32 +134,9 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
 
 
-class _Plain:
-    """The single-process stand-in for ``accelerate.Accelerator`` (the few members the loop uses)."""
-
-    is_main_process = True
-    process_index = 0
-    num_processes = 1
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def prepare(self, *objs):
-        return objs
-
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
-
-    def unwrap_model(self, m):
-        return m
-
-    def wait_for_everyone(self) -> None:
-        pass
-
-
 def _accelerator(use: bool, device: torch.device):
     if not use:
-        return _Plain(device)
+        return SingleProcess(device)
     from accelerate import Accelerator  # deferred: accelerate is only needed for --accelerate
 
     return Accelerator()
