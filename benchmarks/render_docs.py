@@ -73,6 +73,8 @@ BLOCKS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "poison_shift": ("poison_ranking.json", "poison_tables:shift_table"),
     # docs/survival.md
     "survival": ("survival.json", "survival:table"),
+    # docs/scale.md
+    "scale_protect": ("bench_scale.json", "scale_tables:protect_table"),
     # docs/serve.md
     "serve_steps": ("bench_serve_steps.json", "serve_tables:steps_table"),
     "serve_timing": ("bench_serve_timing.json", "serve_tables:timing_table"),
