@@ -13,6 +13,7 @@ import torch
 
 from latentguard.cli.app import main
 from latentguard.evaluate import purify as P
+from latentguard.ops.grid import quantize_8bit
 from latentguard.evaluate import survival as S
 from latentguard.evaluate.edits import ModelCache
 from latentguard.io import save_image
@@ -51,7 +52,7 @@ def _pair(seed=0, size=16):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(1, 3, size, size, generator=g) * 0.5 + 0.25
     xp = (x + (torch.rand(x.shape, generator=g) * 2 - 1) * 16 / 255).clamp(0, 1)
-    return S._q8(x), S._q8(xp)
+    return quantize_8bit(x), quantize_8bit(xp)
 
 
 def _model():
@@ -62,7 +63,7 @@ def _model():
 def test_retained_is_one_for_identity_and_zero_when_purifier_returns_clean(objective):
     x, _ = _pair()
     # a protection that moves the image away from grey: on Objective 1 (edit vs input) its edit stays closer
-    xp = S._q8((x + 16 / 255 * torch.sign(x - 0.5)).clamp(0, 1))
+    xp = quantize_8bit((x + 16 / 255 * torch.sign(x - 0.5)).clamp(0, 1))
     item = S.SurvivalItem("a", xp, x, "pca+" if objective == 1 else "pca-", objective)
     rows = S.score_item(item, [Identity(), ToClean(x)], _model())
     by = {r["purification"]: r for r in rows}

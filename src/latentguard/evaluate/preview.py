@@ -42,11 +42,10 @@ import torch
 
 from latentguard.evaluate.edits import EditUnavailable, Img2Img, ModelCache, Unavailable, VAEReconstruction, image_seed
 from latentguard.evaluate.scoring import Scorers, pair_metrics
-from latentguard.evaluate.tables import FAMILY_ORDER, ordered
+from latentguard.evaluate.tables import FAMILY_ORDER, objective_of, ordered
 from latentguard.io import atomic_write_text, load_image, read_provenance, save_image
 from latentguard.ops.grid import amplified_difference, center_crop, quantize_8bit
 from latentguard.protect import get as get_protection
-from latentguard.protect import get_class
 
 COLUMNS = ("clean", "protected", "difference (amplified)", "random noise, same eps")
 METRICS = ("psnr", "ssim")
@@ -96,16 +95,6 @@ def load_editor(spec: str = DEFAULT_EDITOR, *, device: str = "auto", dtype: str 
 
 
 # ------------------------------------------------------------------------------------------ one image
-def objective_of(method: str | None) -> int | None:
-    """The edit objective a method targets (1 or 2), ``None`` for the controls or an unknown method."""
-    if not method:
-        return None
-    try:
-        return get_class(method).edit_objective
-    except ValueError:
-        return None
-
-
 def objective_margin(objective: int | None, fig: dict) -> float | None:
     """dB by which the protected photo beats the noisy one on ``objective`` (positive: it beats noise)."""
     if objective == 1:

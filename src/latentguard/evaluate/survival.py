@@ -71,6 +71,7 @@ from latentguard.evaluate.purify import (
 from latentguard.evaluate.report import _CSS, _ENV, _b64
 from latentguard.evaluate.scoring import Scorers, pair_metrics
 from latentguard.io import collect_inputs, load_image, read_provenance, write_manifest
+from latentguard.ops.grid import quantize_8bit
 from latentguard.models import load_embedder
 from latentguard.protect import get_class
 
@@ -265,11 +266,6 @@ def _psnr(mse: float) -> float:
     return 100.0 if mse <= 1e-10 else min(100.0, 10 * math.log10(1.0 / mse))
 
 
-def _q8(x: torch.Tensor) -> torch.Tensor:
-    """What an 8-bit PNG holds (an adversary saves the purified image before editing it)."""
-    return (x.float().clamp(0, 1) * 255).round() / 255
-
-
 def effects(edit_p: torch.Tensor, edit_c: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
     """The raw distances of one (image, edit, purification) and the two objectives' effects."""
     d2 = _mse(edit_p, edit_c)
@@ -343,13 +339,14 @@ def score_batch(items: Sequence[SurvivalItem], purifiers: Sequence[Any], model: 
                                  "purification": p.name, "status": "unavailable", "reason": p.reason})
             continue
         t0 = time.perf_counter()
+        # purified images are quantised to 8 bits: an adversary saves the purified image before editing it
         gseed = image_seed(seed, f"purify|{p.name}|{','.join(ids)}")
         key = (ckey, p.name)
         if key not in cache:
-            pc = _q8(p(xc.clone(), generator=torch.Generator().manual_seed(gseed)).cpu())
+            pc = quantize_8bit(p(xc.clone(), generator=torch.Generator().manual_seed(gseed)).cpu())
             cache[key] = (pc, {e: ed(pc, seeds=seeds).float() for e, ed in model.edits.items()})
         pc, fcs = cache[key]
-        pp = _q8(p(xp.clone(), generator=torch.Generator().manual_seed(gseed)).cpu())
+        pp = quantize_8bit(p(xp.clone(), generator=torch.Generator().manual_seed(gseed)).cpu())
         for ename, e in model.edits.items():
             fp = e(pp, seeds=seeds).float()
             fc = fcs[ename]

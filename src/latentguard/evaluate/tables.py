@@ -26,7 +26,7 @@ import numpy as np
 
 from latentguard.evaluate.scoring import set_metric
 from latentguard.ops.metrics import REGISTRY as METRICS
-from latentguard.protect.registry import BUILTIN, get_class
+from latentguard.protect.registry import get_class
 
 FAMILY_ORDER = ("recon-mean", "recon-sample", "img2img", "inpaint")
 _FMT = {"psnr": "{:.2f}", "ssim": "{:.4f}", "embed-dist": "{:.4f}", "embed-fid": "{:.3f}",
@@ -139,15 +139,16 @@ def write_summary_csv(path: Path, summary: list[dict]) -> None:
 
 
 # ------------------------------------------------------------------------------------------ objectives
-def objective_of(method: str) -> int | None:
+def objective_of(method: str | None) -> int | None:
     """The edit objective ``method`` targets (1 or 2, its class's ``edit_objective``); None for the controls
-    (``none``, ``random-noise``) and for names that are not registered protections."""
-    if method not in BUILTIN:
-        try:
-            return getattr(get_class(method), "edit_objective", None)
-        except (KeyError, ValueError):
-            return None
-    return get_class(method).edit_objective
+    (``none``, ``random-noise``), for no method and for names that are not registered protections (the strict
+    form, which refuses an unknown name, is :func:`latentguard.evaluate.survival.method_objective`)."""
+    if not method:
+        return None
+    try:
+        return get_class(method).edit_objective
+    except ValueError:
+        return None
 
 
 def input_arrow(metric: str) -> str:
