@@ -26,10 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _tables import table_cli  # noqa: E402
 
+from latentguard.evaluate.tables import objective_of  # noqa: E402
+
 DEFAULT = Path(__file__).parent / "results" / "pca_table_objectives.json"
-# The objective each method targets (docs/protect.md cites the papers); controls score on both.
-OBJECTIVE = {"pca+": 1, "pca-": 2, "photoguard-enc": 2, "advdm": 2, "mist": 2, "sds-": 2, "sds+": 2, "pid": 2,
-             "pca-adaptive": 2, "photoguard-diff": 2}
 EDITS = (("recon-mean", "VAE reconstruction (posterior mean)"), ("img2img[empty]", "img2img, strength 0.5, prompt \"\""))
 
 
@@ -66,7 +65,7 @@ def render(d: dict) -> str:
                 "| method | its objective | Obj. 1 PSNR(f(x+δ), x) ↑ | SSIM ↑ | Obj. 2 PSNR(f(x+δ), f(x)) ↓ | SSIM ↓ | beats noise on its objective |",
                 "|---|---|---:|---:|---:|---:|---|"]
         for m, v in mean.items():
-            obj = OBJECTIVE.get(m)
+            obj = objective_of(m)  # the class's edit_objective (docs/protect.md cites the papers)
             cells = [f"{v[('obj1', 'psnr')]:.2f}", f"{v[('obj1', 'ssim')]:.3f}", f"{v[('obj2', 'psnr')]:.2f}",
                      f"{v[('obj2', 'ssim')]:.3f}"]
             if obj == 1:
