@@ -62,8 +62,13 @@ def survival_after_protect(args: argparse.Namespace) -> int:
         return 1
     purify = ([s.strip() for s in args.survival_purify.split(",") if s.strip()] if args.survival_purify
               else list(DEFAULT_PURIFICATIONS))
+    engine = None
+    if getattr(args, "engine", "local") == "ray":
+        from latentguard.scale.survival import ray_survival_engine  # deferred: torch and ray
+
+        engine = ray_survival_engine(args)
     run_survival(items, out / "survival", model=args.survival_model, purifications=purify, seed=args.seed,
-                 device=args.device, dtype=args.dtype, progress=not args.no_progress,
+                 device=args.device, dtype=args.dtype, progress=not args.no_progress, engine=engine,
                  command="latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     print(f"survival of {len(items)} image(s) -> {out / 'survival' / 'survival.csv'}")
     return 0

@@ -193,7 +193,7 @@ def _survival(args: argparse.Namespace) -> int:
     run_survival(items, args.out, model=args.model, purifications=purify, seed=args.seed, strength=args.strength,
                  edit_steps=args.edit_steps, upscaler=args.upscaler,
                  embedder=None if args.embedder in ("", "none") else args.embedder, device=args.device,
-                 dtype=args.dtype, progress=not args.no_progress,
+                 dtype=args.dtype, progress=not args.no_progress, engine=getattr(args, "survival_engine", None),
                  command="latentguard " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     out = Path(args.out)
     print(f"survival of {len(items)} image(s) -> {out / 'survival.csv'}, {out / 'report.html'}")

@@ -47,7 +47,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -532,73 +532,127 @@ def write_html(out: Path, doc: dict, heatmap: Path | None) -> Path:
     return path
 
 
+@dataclass
+class SurvivalSetup:
+    """What scores a batch: the target's edits, the purifiers and the visibility scorers, built once from
+    :meth:`spec` (plain data, so that Ray actors can rebuild the same setup: :mod:`latentguard.scale.survival`)."""
+
+    model: SurvivalModel
+    purifiers: list
+    scorers: Scorers
+    seed: int
+
+    @classmethod
+    def build(cls, spec: dict, models: ModelCache | None = None) -> "SurvivalSetup":
+        models = models or ModelCache(spec.get("device", "auto"), spec.get("dtype"))
+        try:
+            smodel = SurvivalModel.load(models, spec["model"], strength=spec["strength"], steps=spec["edit_steps"],
+                                        guidance=spec["guidance"], prompt=spec["prompt"])
+        except EditUnavailable as exc:
+            raise UserError(str(exc)) from None
+        purifiers = [parse_purification(n, models, spec["model"], upscaler=spec.get("upscaler"))
+                     for n in spec["purifications"]]
+        names = [p.name for p in purifiers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise UserError(f"purification(s) listed twice: {', '.join(sorted(dup))}")
+        emb = None
+        if spec.get("embedder"):
+            try:
+                emb = load_embedder(spec["embedder"], device=models.device)
+            except Exception:  # noqa: BLE001 - the perceptual stand-in is left out, the rest is reported
+                emb = None
+        return cls(smodel, purifiers, Scorers(emb), int(spec["seed"]))
+
+    def score(self, batch: Sequence[SurvivalItem],
+              on_purifier: Callable[[str], None] | None = None) -> tuple[list[dict], list[dict]]:
+        """The rows and the per-image records (visibility, retained, verdict) of one same-size batch: the one
+        per-batch function, run by the local loop and by the Ray actors."""
+        r = score_batch(batch, self.purifiers, self.model, seed=self.seed, on_purifier=on_purifier)
+        rows: list[dict] = []
+        images: list[dict] = []
+        for it in batch:
+            vis = visibility(it, self.scorers)
+            mine = [row for row in r if row["image"] == it.id]
+            for row in mine:
+                row.update(vis_psnr=vis["psnr"], vis_ssim=vis["ssim"], vis_embed_dist=vis.get("embed-dist"))
+            rows.extend(mine)
+            ret: dict[str, dict[str, Any]] = {}
+            for row in mine:
+                if row.get("status") == "ok" and row["purification"] != "none":
+                    ret.setdefault(row["edit"], {})[row["purification"]] = _num(row["retained"])
+            images.append({"id": it.id, "protected": it.protected_path, "clean": it.clean_path,
+                           "method": it.method, "objective": it.objective if it.objective in (1, 2) else 2,
+                           "visibility": vis, "retained": ret, "verdict": verdict(it.id, mine)})
+        return rows, images
+
+
+#: An engine scores the batches somewhere and yields ``(batch index, rows, images)`` as each batch finishes, in
+#: any order; :func:`run_survival` puts them back in input order. ``local_engine`` is the in-process loop.
+SurvivalEngine = Callable[..., Iterator[tuple[int, list[dict], list[dict]]]]
+
+
+def local_engine(jobs: Sequence[Sequence[SurvivalItem]], spec: dict, *, setup: SurvivalSetup | None = None,
+                 on_purifier: Callable[[str], None] | None = None) -> Iterator[tuple[int, list[dict], list[dict]]]:
+    setup = setup or SurvivalSetup.build(spec)
+    for k, batch in enumerate(jobs):
+        rows, images = setup.score(batch, on_purifier=on_purifier)
+        yield k, rows, images
+
+
 def run_survival(items: Sequence[SurvivalItem], out_dir: str | Path, *, model: str,
                  purifications: Sequence[str] = DEFAULT_PURIFICATIONS, seed: int = 0, strength: float = 0.5,
                  edit_steps: int = 20, guidance: float = 1.0, prompt: str = "", upscaler: str | None = None,
                  embedder: str | None = "zoo:embed", device: str = "auto", dtype: str | None = None,
                  models: ModelCache | None = None, batch_size: int = 8, progress: bool = True, command: str = "latentguard survival",
-                 echo: Callable[[str], None] | None = print) -> dict:
-    """Score every item against every purification and write the outputs into ``out_dir``; returns the JSON doc."""
+                 echo: Callable[[str], None] | None = print, engine: SurvivalEngine | None = None) -> dict:
+    """Score every item against every purification and write the outputs into ``out_dir``; returns the JSON doc.
+
+    ``engine``: where the batches are scored (default: this process; ``latentguard.scale.survival.ray_engine``
+    runs them on Ray actors). The outputs are the same whichever engine ran, but for the timing columns."""
     if not items:
         raise UserError("no images to score")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    models = models or ModelCache(device, dtype)
-    try:
-        smodel = SurvivalModel.load(models, model, strength=strength, steps=edit_steps, guidance=guidance, prompt=prompt)
-    except EditUnavailable as exc:
-        raise UserError(str(exc)) from None
-    purifiers = [parse_purification(n, models, model, upscaler=upscaler) for n in purifications]
-    names = [p.name for p in purifiers]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise UserError(f"purification(s) listed twice: {', '.join(sorted(dup))}")
-    emb = None
-    if embedder:
-        try:
-            emb = load_embedder(embedder, device=models.device)
-        except Exception:  # noqa: BLE001 - the perceptual stand-in is left out, the rest is reported
-            emb = None
-    scorers = Scorers(emb)
-    config = {"model": model, "purifications": list(purifications), "seed": seed, "strength": strength,
-              "edit_steps": edit_steps, "guidance": guidance, "prompt": prompt, "upscaler": upscaler,
-              "embedder": embedder, "images": [{"id": it.id, "protected": it.protected_path, "clean": it.clean_path,
-                                                "method": it.method} for it in items]}
+    spec = {"model": model, "purifications": list(purifications), "seed": seed, "strength": strength,
+            "edit_steps": edit_steps, "guidance": guidance, "prompt": prompt, "upscaler": upscaler,
+            "embedder": embedder, "device": device, "dtype": dtype}
+    # built here whichever engine runs: bad purifications or models fail at once, in one line, and the doc
+    # describes the purifiers and edits from it
+    setup = SurvivalSetup.build(spec, models=models or ModelCache(device, dtype))
+    config = {k: v for k, v in spec.items() if k not in ("device", "dtype")}
+    config["engine"] = getattr(engine, "engine_name", "custom") if engine is not None else "local"
+    config["images"] = [{"id": it.id, "protected": it.protected_path, "clean": it.clean_path, "method": it.method}
+                        for it in items]
     write_manifest(out, command, config, seed)
-    rows: list[dict] = []
-    images: list[dict] = []
-    bar = tqdm(total=len(batches(items, batch_size)) * (len(purifiers) + 1), desc="survival", unit="purif",
-               disable=not progress)
+    jobs = batches(items, batch_size)
+    bar = tqdm(total=len(jobs) * (len(setup.purifiers) + 1), desc="survival", unit="purif", disable=not progress)
+    done: dict[int, tuple[list[dict], list[dict]]] = {}
     try:
-        for batch in batches(items, batch_size):
-            r = score_batch(batch, purifiers, smodel, seed=seed,
-                            on_purifier=lambda n: (bar.set_postfix_str(n, refresh=False), bar.update(1)))
-            for it in batch:
-                vis = visibility(it, scorers)
-                mine = [row for row in r if row["image"] == it.id]
-                for row in mine:
-                    row.update(vis_psnr=vis["psnr"], vis_ssim=vis["ssim"], vis_embed_dist=vis.get("embed-dist"))
-                rows.extend(mine)
-                ret: dict[str, dict[str, Any]] = {}
-                for row in mine:
-                    if row.get("status") == "ok" and row["purification"] != "none":
-                        ret.setdefault(row["edit"], {})[row["purification"]] = _num(row["retained"])
-                v = verdict(it.id, mine)
-                images.append({"id": it.id, "protected": it.protected_path, "clean": it.clean_path,
-                               "method": it.method, "objective": it.objective if it.objective in (1, 2) else 2,
-                               "visibility": vis, "retained": ret, "verdict": v})
-                if echo:
-                    bar.clear()
-                    echo(v)
+        if engine is None:
+            stream = local_engine(jobs, spec, setup=setup,
+                                  on_purifier=lambda n: (bar.set_postfix_str(n, refresh=False), bar.update(1)))
+        else:
+            stream = engine(jobs, spec)
+        for k, rows_k, images_k in stream:
+            done[k] = (rows_k, images_k)
+            if engine is not None:
+                bar.update(len(setup.purifiers) + 1)
+            if echo:
+                bar.clear()
+                for im in images_k:
+                    echo(im["verdict"])
     finally:
         bar.close()
+    rows = [r for k in sorted(done) for r in done[k][0]]
+    images = [im for k in sorted(done) for im in done[k][1]]
     doc = {
         "formula": FORMULA, "model": model, "seed": seed,
-        "edits": {k: getattr(e, "params", {}) for k, e in smodel.edits.items()},
-        "edits_unavailable": smodel.unavailable,
+        "edits": {k: getattr(e, "params", {}) for k, e in setup.model.edits.items()},
+        "edits_unavailable": setup.model.unavailable,
         "thresholds": {"survives": SURVIVES, "broken": BROKEN, "min_effect_obj1": MIN_EFFECT_1},
         "purifications": [{"name": p.name, "description": describe(p), "unavailable": getattr(p, "reason", None)}
-                          for p in purifiers if not isinstance(p, NoPurification)],
+                          for p in setup.purifiers if not isinstance(p, NoPurification)],
         "summary": summarize([r for r in rows if r["purification"] != "none"]),
         "images": images,
         "rows": [{k: _num(v) for k, v in r.items()} for r in rows],

@@ -7,6 +7,8 @@ them, which adds the options and wraps their command functions:
 * ``protect ... --engine ray [--address ADDR] [--num-actors N] [--batch-size B] [--cpus-per-actor C]
   [--gpus-per-actor G] [--max-restarts R]``: the command runs as before (same checks, outputs, ``--resume``),
   with :func:`latentguard.scale.protect.ray_engine` in place of the local loop.
+* ``survival ... --engine ray [...]`` (and ``protect ... --survival --engine ray``): the survival batches scored by
+  :mod:`latentguard.scale.survival`'s actors; the same files as the local run.
 * ``audit alignment SHARDS`` (a folder, glob or file of Parquet embedding shards) ``[--engine local|ray]``:
   AD over the shards (:mod:`latentguard.scale.ad`), written like the dataset audit.
 
@@ -48,17 +50,22 @@ def is_shard_spec(spec: str) -> bool:
 # ----------------------------------------------------------------------------------------------------
 # protect --engine ray
 # ----------------------------------------------------------------------------------------------------
-def _extend_protect(p: argparse.ArgumentParser) -> None:
+def _add_actor_options(p: argparse.ArgumentParser, what: str, batch: bool = True) -> None:
     g = p.add_argument_group("engine (latentguard[scale])")
     g.add_argument("--engine", choices=ENGINES, default="local",
-                   help="local: this process (default); ray: Ray Data actors, on this machine or --address")
+                   help=f"local: this process (default); ray: Ray Data actors {what}, on this machine or --address")
     _add_ray_connection(g)
     g.add_argument("--num-actors", type=int, default=1, help="ray: actors, each holding the model (default 1)")
-    g.add_argument("--batch-size", type=int, default=8, help="ray: inputs per batch sent to an actor (default 8)")
+    if batch:
+        g.add_argument("--batch-size", type=int, default=8, help="ray: inputs per batch sent to an actor (default 8)")
     g.add_argument("--cpus-per-actor", type=float, default=1.0, help="ray: CPUs reserved per actor (default 1)")
     g.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per actor (default 0; 1 on GPU nodes)")
     g.add_argument("--max-restarts", type=int, default=3,
                    help="ray: restarts of a dead actor and retries of its batch (default 3)")
+
+
+def _extend_protect(p: argparse.ArgumentParser) -> None:
+    _add_actor_options(p, "protect the images (and score --survival)")
     local = p.get_default("func")
 
     def run(args: argparse.Namespace) -> int:
@@ -66,6 +73,23 @@ def _extend_protect(p: argparse.ArgumentParser) -> None:
             from latentguard.scale.protect import ray_engine  # deferred: torch and ray (scale.protect imports them)
 
             args.protect_engine = ray_engine
+        return local(args)
+
+    p.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------------------------------
+# survival --engine ray
+# ----------------------------------------------------------------------------------------------------
+def _extend_survival(p: argparse.ArgumentParser) -> None:
+    _add_actor_options(p, "score the batches", batch=False)
+    local = p.get_default("func")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.engine == "ray":
+            from latentguard.scale.survival import ray_survival_engine  # deferred: torch and ray
+
+            args.survival_engine = ray_survival_engine(args)
         return local(args)
 
     p.set_defaults(func=run)
@@ -152,9 +176,12 @@ def _extend_audit_alignment(a: argparse.ArgumentParser) -> None:
 
 
 def extend(subparsers: argparse._SubParsersAction) -> None:
-    """Add the engine options to ``protect`` and ``audit alignment`` (registered before this is called)."""
+    """Add the engine options to ``protect``, ``survival`` and ``audit alignment`` (registered before this is
+    called)."""
     if "protect" in subparsers.choices:
         _extend_protect(subparsers.choices["protect"])
+    if "survival" in subparsers.choices:
+        _extend_survival(subparsers.choices["survival"])
     audit = get_audit_subparsers(subparsers)
     if "alignment" in audit.choices:
         _extend_audit_alignment(audit.choices["alignment"])

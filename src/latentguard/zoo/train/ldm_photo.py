@@ -13,7 +13,16 @@ Crops are drawn once into a latent bank (posterior means x scaling factor; vae-a
 that a sample and the mean differ by less than 1e-4 in PSNR), 64 px crops (16x16 latents) and 128 px crops
 (32x32 latents), then training draws batches from the bank.
 
-Rebuild: ``latentguard zoo train ldm-photo --out DIR`` or ``python -m latentguard.zoo.train.ldm_photo --out DIR``.
+Two stages. Stage 1 runs the first ``stop_at`` steps of a ``steps``-long warm-up + cosine schedule (the first
+bundled build was stopped there by hand on a shared CPU). Stage 2 (:data:`FINISH`) finishes the schedule from
+stage 1's EMA weights: a fresh AdamW, a short warm-up (Adam's moments are not kept in the stage-1 folder) and a
+cosine from the learning rate stage 1's schedule had reached at ``stop_at`` down to 0 over the remaining steps,
+with a fresh EMA. It is not bit-for-bit the uninterrupted 2400-step run (fresh optimizer moments and EMA); it is
+deterministic, and it is how the bundled weights were made.
+
+Rebuild: ``latentguard zoo train ldm-photo --out DIR`` (stage 1 into ``DIR/stage1``, then stage 2 into ``DIR``);
+``--init DIR/stage1`` runs stage 2 only. ``python -m latentguard.zoo.train.ldm_photo`` runs one stage with
+``--resume`` (exact: the full training state, ``state.pt``, is written with every checkpoint) and ``--bank-cache``.
 Checkpoints (EMA weights as a loadable diffusers folder) are written every ``checkpoint_every`` steps.
 """
 
@@ -78,6 +87,19 @@ class LDMPhotoRecipe:
 RECIPE = LDMPhotoRecipe()
 
 
+def _cosine_lr(recipe: LDMPhotoRecipe, step: int) -> float:
+    """The learning rate of ``recipe``'s schedule after ``step`` steps (diffusers' warm-up + cosine)."""
+    if step < recipe.warmup:
+        return recipe.lr * step / max(1, recipe.warmup)
+    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
+    return recipe.lr * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
+
+
+# Stage 2: the rest of stage 1's schedule from its EMA weights (see the module docstring).
+FINISH = LDMPhotoRecipe(seed=6, steps=RECIPE.steps - RECIPE.stop_at, lr=round(_cosine_lr(RECIPE, RECIPE.stop_at), 8),
+                        warmup=50, stop_at=None, max_minutes=150.0)
+
+
 def latent_bank(vae, photos: list[np.ndarray], crop: int, n: int, seed: int, scales, batch: int = 250,
                 device: torch.device | str = "cpu", levels: dict | None = None) -> torch.Tensor:
     """``n`` random crops (scales, flips) of ``photos`` encoded by ``vae`` (a diffusers AutoencoderKL):
@@ -100,12 +122,55 @@ def _save(unet, out: Path) -> None:
     DDIMScheduler(**SCHEDULER_CONFIG).save_pretrained(out / "scheduler")
 
 
+def build(out: Path, device: str = "cpu", steps: int | None = None, max_minutes: float | None = None,
+          zoo_dir: Path | None = None, stop_at: int | None = None, init: Path | None = None,
+          finetune_steps: int | None = None, bank_cache: Path | None = None) -> Path:
+    """The bundled build: stage 1 (:data:`RECIPE`) into ``out/stage1`` unless ``init`` names a stage-1 folder,
+    then stage 2 (:data:`FINISH`) from it into ``out``. ``steps``/``stop_at`` shape stage 1, ``finetune_steps``
+    stage 2 (smoke runs)."""
+    if init is None:
+        init = train(Path(out) / "stage1", RECIPE, device, steps, max_minutes, zoo_dir, stop_at, bank_cache=bank_cache)
+    check_stage1(Path(init))
+    return train(Path(out), FINISH, device, finetune_steps, max_minutes, zoo_dir, init=Path(init),
+                 bank_cache=bank_cache)
+
+
+def check_stage1(init: Path) -> None:
+    """``init`` must be an ldm-photo folder (a diffusers UNet under ``unet/``), as stage 1 writes it."""
+    if not (Path(init) / "unet" / "config.json").is_file():
+        raise ValueError(f"--init {init}: not an ldm-photo folder (no unet/config.json); pass stage 1's output, "
+                         "e.g. OUT/stage1")
+
+
+def _bank(vae_loader, photos, recipe: LDMPhotoRecipe, dev, cache: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two latent banks of ``recipe`` (read from ``cache`` when it holds this recipe's banks)."""
+    key = {"vae": recipe.vae, "photos": recipe.photos, "scales": list(recipe.scales), "seed": RECIPE.seed,
+           "small": recipe.bank_small, "big": recipe.bank_big}
+    if cache is not None and Path(cache).is_file():
+        saved = torch.load(cache, map_location="cpu", weights_only=True)
+        if saved.get("key") == json.dumps(key):
+            return saved["small"], saved["big"]
+    vae = vae_loader()
+    levels: dict = {}  # each photo resized once per scale, for both banks
+    # the banks are drawn with stage 1's seeds in both stages: stage 2 sees the same crops
+    small = latent_bank(vae, photos, 64, recipe.bank_small, RECIPE.seed, recipe.scales, device=dev, levels=levels)
+    big = latent_bank(vae, photos, 128, recipe.bank_big, RECIPE.seed + 1, recipe.scales, device=dev, levels=levels)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"key": json.dumps(key), "small": small.cpu(), "big": big.cpu()}, cache)
+    return small, big
+
+
 def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps: int | None = None,
-          max_minutes: float | None = None, zoo_dir: Path | None = None, stop_at: int | None = None) -> Path:
-    """Train zoo:ldm-photo into ``out`` (``unet/``, ``scheduler/``, ``recipe.json``, ``train_log.jsonl``).
+          max_minutes: float | None = None, zoo_dir: Path | None = None, stop_at: int | None = None,
+          init: Path | None = None, resume: bool = False, bank_cache: Path | None = None) -> Path:
+    """Train one stage of zoo:ldm-photo into ``out`` (``unet/``, ``scheduler/``, ``recipe.json``,
+    ``train_log.jsonl``, ``state.pt``).
 
     The cosine schedule spans ``steps``; training stops at ``stop_at`` (default: the recipe's, when ``steps`` is the
     recipe's), at ``steps`` or at ``max_minutes``, whichever comes first, and saves the EMA weights there.
+    ``init``: start from this ldm-photo folder's UNet (stage 2). ``resume``: continue from ``out/state.pt`` (the
+    model, EMA, optimizer, schedule and sampler state of the last checkpoint), exactly as if never stopped.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -122,26 +187,41 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     torch.manual_seed(recipe.seed)
     t0 = time.time()
     zoo_dir = Path(zoo_dir) if zoo_dir else weights_root()
-    vae = AutoencoderKL.from_pretrained(zoo_dir / recipe.vae, torch_dtype=torch.float32).to(dev).eval()
     photos = _photos(recipe.photos)
-    levels: dict = {}  # each photo resized once per scale, for both banks
-    small = latent_bank(vae, photos, 64, recipe.bank_small, recipe.seed, recipe.scales, device=dev, levels=levels)
-    big = latent_bank(vae, photos, 128, recipe.bank_big, recipe.seed + 1, recipe.scales, device=dev, levels=levels)
-    del vae
+    small, big = _bank(lambda: AutoencoderKL.from_pretrained(zoo_dir / recipe.vae, torch_dtype=torch.float32)
+                       .to(dev).eval(), photos, recipe, dev, bank_cache)
+    small, big = small.to(dev), big.to(dev)
     print(f"latent bank: {len(small)} x 64 px, {len(big)} x 128 px from {len(photos)} photos "
           f"({time.time() - t0:.0f} s); latent std {small.std():.3f}", flush=True)
     states, _ = token_states([""], device="cpu")
     empty = states.to(dev)  # [1, L, 384]
-    unet = UNet2DConditionModel(**recipe.unet).to(dev).train()
+    if init is not None:
+        check_stage1(Path(init))
+        unet = UNet2DConditionModel.from_pretrained(Path(init) / "unet", torch_dtype=torch.float32).to(dev).train()
+    else:
+        unet = UNet2DConditionModel(**recipe.unet).to(dev).train()
     ema = EMAModel(unet.parameters(), decay=recipe.ema_decay, use_ema_warmup=True, power=0.75)
     sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("set_alpha_to_one", "steps_offset")})
     opt = torch.optim.AdamW(unet.parameters(), lr=recipe.lr, weight_decay=1e-2)
     lr_sched = get_cosine_schedule_with_warmup(opt, recipe.warmup, steps)
     g = torch.Generator().manual_seed(recipe.seed)
+    first = 1
+    state_path = out / "state.pt"
+    if resume:
+        if not state_path.is_file():
+            raise ValueError(f"--resume: {state_path} does not exist (no checkpoint of this run to resume)")
+        st = torch.load(state_path, map_location=dev, weights_only=False)
+        unet.load_state_dict(st["unet"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        lr_sched.load_state_dict(st["lr_sched"])
+        g.set_state(st["generator"])
+        first = st["step"] + 1
+        print(f"resumed at step {st['step']}", flush=True)
     log = open(out / "train_log.jsonl", "a")
     t1 = time.time()
-    step, running = 0, []
-    for step in range(1, last_step + 1):
+    step, running = first - 1, []
+    for step in range(first, last_step + 1):
         bank, n = (big, recipe.big_batch) if step % recipe.big_every == 0 else (small, recipe.batch_size)
         z0 = bank[torch.randint(len(bank), (n,), generator=g)]
         noise = torch.randn(z0.shape, generator=g)
@@ -169,8 +249,14 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
             ema.copy_to(saved.parameters())
             _save(saved.to(torch.float16), out)
             meta = {**asdict(recipe), "steps_done": step, "train_minutes": round(minutes, 1),
-                    "bank_seconds": round(t1 - t0, 1)}
+                    "bank_seconds": round(t1 - t0, 1), "init": str(init) if init else None}
+            if init is not None and (Path(init) / "recipe.json").is_file():
+                meta["stage1"] = json.loads((Path(init) / "recipe.json").read_text())
             (out / "recipe.json").write_text(json.dumps(meta, indent=2, default=list))
+            tmp = state_path.with_suffix(".pt.tmp")
+            torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "lr_sched": lr_sched.state_dict(), "generator": g.get_state(), "step": step}, tmp)
+            tmp.replace(state_path)
         if last:
             if step < last_step:
                 print(f"time budget reached at step {step}", flush=True)
@@ -187,8 +273,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--zoo-dir", type=Path)
     p.add_argument("--stop-at", type=int, help="stop at this step (the lr schedule still spans --steps)")
+    p.add_argument("--stage", type=int, choices=(1, 2), default=1, help="1: RECIPE from scratch; 2: FINISH from --init")
+    p.add_argument("--init", type=Path, help="stage 2: the stage-1 folder to start from")
+    p.add_argument("--resume", action="store_true", help="continue this stage from OUT/state.pt")
+    p.add_argument("--bank-cache", type=Path, help="keep the latent banks in this file (same crops either way)")
     a = p.parse_args(argv)
-    train(a.out, RECIPE, a.device, a.steps, a.max_minutes, a.zoo_dir, a.stop_at)
+    if a.stage == 2 and a.init is None:
+        p.error("--stage 2 needs --init STAGE1_FOLDER")
+    train(a.out, RECIPE if a.stage == 1 else FINISH, a.device, a.steps, a.max_minutes, a.zoo_dir, a.stop_at,
+          init=a.init if a.stage == 2 else None, resume=a.resume, bank_cache=a.bank_cache)
 
 
 if __name__ == "__main__":

@@ -443,6 +443,9 @@ def check_init(name: str, init: Path | None) -> None:
     """``init`` (a stage-1 folder) is only for recipes with a fine-tune stage, and must hold a diffusers VAE."""
     if init is None:
         return
+    if name == ldm_photo.RECIPE.name:  # stage 2 (FINISH) from a stage-1 folder
+        ldm_photo.check_stage1(Path(init))
+        return
     r = RECIPES.get(name)
     if r is None:
         raise ValueError(f"--init applies to recipes with a fine-tune stage; {name!r} has none")
@@ -466,8 +469,8 @@ def train(name: str, out: Path, device: str = "cpu", steps: int | None = None, m
         return Path(out)
     if name == ldm_photo.RECIPE.name:
         check_init(name, init)
-        return ldm_photo.train(Path(out), device=device, steps=steps, max_minutes=max_minutes, zoo_dir=zoo_dir,
-                               stop_at=stop_at)
+        return ldm_photo.build(Path(out), device=device, steps=steps, max_minutes=max_minutes, zoo_dir=zoo_dir,
+                               stop_at=stop_at, init=init, finetune_steps=finetune_steps)
     if name not in RECIPES:
         raise ValueError(f"unknown zoo model {name!r}; known: {', '.join(recipe_names())}")
     r = RECIPES[name]

@@ -1,0 +1,119 @@
+"""``latentguard survival ... --engine ray`` (and ``protect ... --survival --engine ray``): the survival batches
+scored by Ray Data actors.
+
+The driver pairs the inputs and forms the same-size batches exactly as the local run does (the purifiers' noise
+is seeded from the ids of a batch, so a batch is the unit that must not change); each batch is one Ray Data
+row, sent to a pool of :class:`SurvivalActor` (each builds the edits, purifiers and scorers once, in its
+constructor, from the run's spec), which reloads the batch's images from their paths and calls
+:meth:`latentguard.evaluate.survival.SurvivalSetup.score`: the function the local loop calls. The rows come
+back to the driver, which puts them in input order and writes every output itself, so the files are the
+local run's but for the timing column (``seconds_per_image``).
+
+Failure behaviour: a dead actor is restarted and its batch redone (``max_restarts`` / ``max_task_retries``);
+the driver keeps the first answer per batch, so nothing is counted twice. A batch that fails for good fails
+the run with its error: a survival table with holes would read as a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import warnings
+from importlib import import_module
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from latentguard.core.errors import UserError
+from latentguard.evaluate.survival import SurvivalItem, SurvivalSetup
+from latentguard.io import load_image
+from latentguard.scale.runtime import init_ray
+
+
+def _item_record(it: SurvivalItem) -> dict:
+    if not it.protected_path or not it.clean_path:
+        raise UserError(f"--engine ray reads the images from their files; {it.id!r} has no path")
+    return {"id": it.id, "protected": it.protected_path, "clean": it.clean_path, "method": it.method,
+            "objective": it.objective}
+
+
+class SurvivalActor:
+    """Holds one :class:`SurvivalSetup` and scores batches. ``fault``: a test hook, ``{"crash_on": ID,
+    "marker": PATH}`` makes the actor's process exit once when it reaches the batch holding that image."""
+
+    def __init__(self, spec: dict, threads: int | None = None, fault: dict | None = None) -> None:
+        import torch  # deferred: torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.setup = SurvivalSetup.build(spec)
+        self.fault = fault
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np  # deferred: numpy
+
+        out_k, out_doc = [], []
+        for k, job in zip(batch["index"], batch["job"]):
+            recs = json.loads(str(job))
+            f = self.fault
+            if f and any(r["id"] == f.get("crash_on") for r in recs) and not Path(f["marker"]).exists():
+                Path(f["marker"]).write_text(str(os.getpid()))
+                os._exit(1)  # like a SIGKILL or an OOM kill
+            items = [SurvivalItem(r["id"], load_image(r["protected"]), load_image(r["clean"]), r["method"],
+                                  r["objective"], r["protected"], r["clean"]) for r in recs]
+            rows, images = self.setup.score(items)
+            out_k.append(int(k))
+            out_doc.append(json.dumps({"rows": rows, "images": images}, default=float))
+        return {"index": np.array(out_k, dtype=np.int64), "doc": np.array(out_doc, dtype=object)}
+
+
+def ray_survival_engine(args: argparse.Namespace, fault: dict | None = None):
+    """An engine for :func:`latentguard.evaluate.survival.run_survival` with the Ray options of ``args``
+    (``address``, ``num_actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``max_restarts``, ``threads``)."""
+    num_actors = int(getattr(args, "num_actors", None) or 1)
+    cpus = float(getattr(args, "cpus_per_actor", None) or 1)
+    gpus = float(getattr(args, "gpus_per_actor", None) or 0)
+    retries = int(getattr(args, "max_restarts", 3))
+    if num_actors < 1 or retries < 0:
+        raise UserError(f"--num-actors must be >= 1 and --max-restarts >= 0, got {num_actors} and {retries}")
+    if cpus <= 0 or gpus < 0:
+        raise UserError(f"--cpus-per-actor must be > 0 and --gpus-per-actor >= 0, got {cpus} and {gpus}")
+    address = getattr(args, "address", None)
+    threads = getattr(args, "threads", None) or max(1, int(cpus))
+
+    def engine(jobs: Sequence[Sequence[SurvivalItem]], spec: dict) -> Iterator[tuple[int, list, list]]:
+        if not jobs:
+            return
+        records = [{"index": k, "job": json.dumps([_item_record(it) for it in job])} for k, job in enumerate(jobs)]
+        init_ray(address, num_cpus=None if address else max(2, int(num_actors * cpus)))
+        rdata = import_module("ray.data")  # deferred: ray.data (heavy; imported only on this path)
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ctx = rdata.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        aspec = dict(spec)
+        if gpus > 0 and aspec.get("device") in (None, "auto"):
+            aspec["device"] = "cuda"
+        ds = rdata.from_items(records, override_num_blocks=len(records))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see scale.protect: the restart options warn
+            out = ds.map_batches(
+                SurvivalActor, fn_constructor_kwargs={"spec": aspec, "threads": threads, "fault": fault},
+                batch_size=1, batch_format="numpy", num_cpus=cpus, num_gpus=gpus or None,
+                compute=rdata.ActorPoolStrategy(size=num_actors), max_restarts=retries, max_task_retries=retries)
+        seen: set[int] = set()
+        for b in out.iter_batches(batch_size=None, batch_format="numpy"):
+            for k, doc in zip(b["index"], b["doc"]):
+                if int(k) in seen:
+                    continue
+                seen.add(int(k))
+                d = json.loads(str(doc))
+                yield int(k), d["rows"], d["images"]
+        missing = sorted(set(range(len(jobs))) - seen)
+        if missing:
+            raise UserError(f"survival on Ray: {len(missing)} batch(es) lost after {retries} retries "
+                            f"(first: {', '.join(it.id for it in jobs[missing[0]])})")
+
+    engine.engine_name = "ray"  # type: ignore[attr-defined]  # run.json's config names it
+    return engine
