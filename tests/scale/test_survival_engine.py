@@ -1,5 +1,6 @@
 """``latentguard survival --engine ray``: the same files as the local run, batch order restored, a dead actor's
-batch redone once. Default suite: the engine hook with a shuffling stand-in engine (no Ray). Slow: Ray."""
+batch redone once. Default suite: the engine hook with a shuffling stand-in engine and the CLI wiring (no Ray). Slow: on Ray, with
+an actor killed at the second batch, the files equal the local run's."""
 
 from __future__ import annotations
 
@@ -70,16 +71,34 @@ def test_an_engine_may_answer_in_any_order_and_the_files_are_the_local_ones(pair
     assert json.loads((out / "run.json").read_text())["config"]["engine"] == "backwards"
 
 
-@pytest.mark.slow  # a Ray start and an actor: ~30 s on 2 cores
-def test_ray_engine_writes_the_local_files(ray_local, pairs, local_out, tmp_path):
+def test_cli_engine_ray_hands_the_run_to_the_ray_engine(pairs, local_out, tmp_path, monkeypatch):
+    """The wiring without a Ray start: `survival --engine ray` builds the Ray engine from its options (stood in
+    by the local loop here) and run.json names it."""
+    from latentguard.evaluate.survival import local_engine
+    from latentguard.scale import survival as scale_survival
+
+    seen = {}
+
+    def factory(args, fault=None):
+        seen.update(num_actors=args.num_actors, cpus=args.cpus_per_actor, threads=args.threads)
+
+        def engine(jobs, spec):
+            yield from local_engine(jobs, spec)
+
+        engine.engine_name = "ray"
+        return engine
+
+    monkeypatch.setattr(scale_survival, "ray_survival_engine", factory)
     clean, prot = pairs
-    out = tmp_path / "ray"
-    assert main(["survival", str(prot), "--clean", str(clean), *ARGS, "--engine", "ray", "--out", str(out)]) == 0
+    out = tmp_path / "o"
+    assert main(["survival", str(prot), "--clean", str(clean), *ARGS, "--engine", "ray", "--num-actors", "2",
+                 "--out", str(out)]) == 0
+    assert seen == {"num_actors": 2, "cpus": 1.0, "threads": 1}
     assert _untimed(out) == _untimed(local_out)
     assert json.loads((out / "run.json").read_text())["config"]["engine"] == "ray"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a Ray start and an actor killed once: ~1 min on 2 cores
 def test_a_killed_survival_actor_is_restarted_and_its_batch_counted_once(ray_local, pairs, local_out, tmp_path):
     import argparse
 

@@ -72,3 +72,34 @@ def test_edit_of_a_pca_minus_photo_moves_away_from_the_clean_edit_more_than_nois
     d_noise = psnr(_edit(i2i, noise), clean_edit)
     # measured: protected 27.14 / 25.12 dB from the clean edit, noise 39.52 / 41.04 dB (gaps 12.4 / 15.9 dB)
     assert float((d_noise - d_prot).min()) > 8.0
+
+
+@pytest.mark.slow  # five tiny trainings: ~20-30 s on 2 cores (the other recipe smokes are slow too)
+def test_recipe_resume_continues_exactly_and_stage2_starts_from_stage1(tmp_path):
+    """A run stopped at a checkpoint and resumed from its state.pt ends with the weights of the run never
+    stopped; stage 2 (--init) starts from the stage-1 UNet; the latent bank cache gives the same crops."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from latentguard.zoo.train import ldm_photo as L
+
+    tiny = dataclasses.replace(L.RECIPE, photos="sklearn", bank_small=8, bank_big=2, batch_size=2, big_batch=1,
+                               steps=4, warmup=1, checkpoint_every=2, stop_at=None, threads=1)
+    cache = tmp_path / "bank.pt"
+    L.train(tmp_path / "whole", tiny, bank_cache=cache)
+    L.train(tmp_path / "cut", tiny, stop_at=2, bank_cache=cache)
+    L.train(tmp_path / "cut", tiny, resume=True, bank_cache=cache)
+    a = load_file(tmp_path / "whole" / "unet" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "cut" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="state.pt"):
+        L.train(tmp_path / "none", tiny, resume=True, bank_cache=cache)
+    low = dataclasses.replace(tiny, t_low=10, t_low_frac=0.5, steps=2, seed=9)
+    L.train(tmp_path / "s2", low, init=tmp_path / "whole", bank_cache=cache)
+    c = load_file(tmp_path / "s2" / "unet" / "diffusion_pytorch_model.safetensors")
+    # trained on from stage 1's weights: close to them, not equal
+    k = next(iter(a))
+    assert not torch.equal(a[k], c[k]) and float((a[k].float() - c[k].float()).abs().max()) < 0.05
+    with pytest.raises(ValueError, match="not an ldm-photo folder"):
+        L.train(tmp_path / "bad", tiny, init=tmp_path, bank_cache=cache)

@@ -29,6 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_resume_args(p, resume="continue an interrupted run; finished cells are skipped",
                     overwrite="start again in an --out that holds results (its results and cached images are dropped)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: up to 8; with --engine ray, per actor: its CPUs)")
     p.set_defaults(func=_bench)
 
     r = subparsers.add_parser("report", help="rebuild tables, plots, grids and report.html from a bench folder",
@@ -147,11 +149,14 @@ def _bench(args: argparse.Namespace) -> int:
     from latentguard.evaluate.runner import failed_cells, run_bench
 
     cfg = BenchConfig.from_toml(args.config)  # every config mistake fails here, before a model is loaded
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads or max(1, min(torch.get_num_threads(), 8)))
     over = {k: getattr(args, k) for k in ("device", "dtype", "seed") if getattr(args, k) is not None}
     if over:
         cfg = dataclasses.replace(cfg, **over)
     counts = run_bench(cfg, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+                       engine=getattr(args, "bench_engine", None),
                        command="latentguard bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "latentguard bench")
     out = Path(args.out)
     print(f"{cell_counts(counts)}; table: {out / 'table.md'}, report: {out / 'report.html'}")

@@ -168,19 +168,9 @@ def _text_for(edit: Any, caption: str) -> str:
     return p.replace("{caption}", caption)
 
 
-def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-              command: str = "latentguard bench", overwrite: bool = False) -> dict:
-    """Run the matrix of ``cfg`` into ``out_dir``; then write the report files. Returns counts.
-
-    A folder that holds ``results.jsonl`` is refused unless ``resume`` (continue it) or ``overwrite`` (start
-    again: the results and the runner's image cache ``images/`` are dropped).
-    """
-    fresh_start = overwrite and (Path(out_dir) / "results.jsonl").exists()
-    out = prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
-    if fresh_start and (out / "images").is_dir():
-        shutil.rmtree(out / "images")  # the cached protected images and edits of the earlier run
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
+def build_scorers(cfg: BenchConfig, device: Any) -> tuple[Scorers, dict]:
+    """The scorers ``cfg``'s metrics need (embedder, standard metrics) and the standard metrics' status; a metric
+    that is unavailable here fails at once, naming its labelled stand-in."""
     std = _metrics.standard_metric_status()
     for m in cfg.metrics:
         if m in STANDARD_METRICS and not std[m]["available"]:
@@ -192,28 +182,124 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
     embedder = None
     if any(METRICS[m].stands_in_for for m in cfg.metrics):
         embedder = load_embedder(cfg.embedder, device=device)
+    return Scorers(embedder, standard), std
+
+
+@dataclass(frozen=True)
+class BenchUnit:
+    """One unit of work: a protection cell (method, budget, surrogate) on one batch of images (its index in
+    :func:`_batches` of the config's images), through every target, edit and purification."""
+
+    method: str
+    eps: float
+    eps_label: str
+    surrogate: str
+    batch: int
+
+    def cells(self, cfg: BenchConfig, batch_len: int) -> int:
+        return len(cfg.targets) * cells_per_image(cfg) * batch_len
+
+
+def bench_units(cfg: BenchConfig, images: list[BenchImage]) -> list[BenchUnit]:
+    """The run's units in the local loop's order: protection cells, then batches."""
+    prot_cells = [(m, e, s) for m in cfg.methods for e in (cfg.budgets if m != "none" else [(0.0, "0")])
+                  for s in cfg.surrogates]
+    nb = len(_batches(images, cfg.batch_size))
+    return [BenchUnit(m, float(eps), lab, s, b) for m, (eps, lab), s in prot_cells for b in range(nb)]
+
+
+class RowBuffer:
+    """A writer stand-in for the actors: keeps the rows a unit writes, for the driver to write."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+
+
+class UnitRunner:
+    """Runs :class:`BenchUnit` s with one model cache and scorers (the one per-unit function, called by the
+    local loop and by the Ray actors of :mod:`latentguard.scale.bench`); keeps each protection it builds."""
+
+    def __init__(self, ctx: _Ctx, images: list[BenchImage]) -> None:
+        self.ctx = ctx
+        self.batches = _batches(images, ctx.cfg.batch_size)
+        self.protections: dict[tuple, list] = {}
+
+    def run(self, unit: BenchUnit, bar: Any) -> dict[str, int]:
+        """Run ``unit`` (rows go to the context's writer); returns the counts it added."""
+        c = self.ctx
+        before = (c.n_ok, c.n_err, c.n_skip, c.n_unavailable)
+        state = self.protections.setdefault((unit.method, unit.eps_label, unit.surrogate), [None, None])
+        _run_batch(c, self.batches[unit.batch], unit.method, unit.eps, unit.eps_label, unit.surrogate, bar, state)
+        after = (c.n_ok, c.n_err, c.n_skip, c.n_unavailable)
+        return dict(zip(("ok", "error", "skipped", "unavailable"), (a - b for a, b in zip(after, before))))
+
+
+#: An engine runs the units somewhere and yields ``(unit index, rows, counts)`` as each finishes, in any order;
+#: :func:`run_bench` writes the rows in the units' order. The local engine is the in-process loop.
+BenchEngine = Callable[..., Any]
+
+
+def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+              command: str = "latentguard bench", overwrite: bool = False, engine: BenchEngine | None = None) -> dict:
+    """Run the matrix of ``cfg`` into ``out_dir``; then write the report files. Returns counts.
+
+    A folder that holds ``results.jsonl`` is refused unless ``resume`` (continue it) or ``overwrite`` (start
+    again: the results and the runner's image cache ``images/`` are dropped). ``engine``: where the units run
+    (default: this process; ``latentguard.scale.bench.ray_bench_engine`` runs them on Ray actors, which write
+    the image cache into ``out_dir`` too, so it must be a folder every node sees); the rows are the same but for
+    the timing fields.
+    """
+    fresh_start = overwrite and (Path(out_dir) / "results.jsonl").exists()
+    out = prepare_out_dir(out_dir, resume=resume, overwrite=overwrite)
+    if fresh_start and (out / "images").is_dir():
+        shutil.rmtree(out / "images")  # the cached protected images and edits of the earlier run
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
     images = load_bench_images(cfg)
+    scorers, std = build_scorers(cfg, device) if engine is None else (None, _metrics.standard_metric_status())
     write_manifest(out, command, cfg.to_dict(), cfg.seed, extra={
-        "standard_metrics": std,
+        "standard_metrics": std, "engine": getattr(engine, "engine_name", "custom") if engine else "local",
         "images": [{"id": im.id, "path": im.path, "caption": im.caption} for im in images],
     })
     writer = JsonlWriter(out / "results.jsonl", resume=resume)
-    ctx = _Ctx(cfg, out, ModelCache(device, cfg.dtype), Scorers(embedder, standard), writer,
-               writer.done_keys() if resume else set(), std)
-    prot_cells = [(m, e, s) for m in cfg.methods for e in (cfg.budgets if m != "none" else [(0.0, "0")])
-                  for s in cfg.surrogates]
+    done = writer.done_keys() if resume else set()
+    units = bench_units(cfg, images)
+    batch_lens = [len(b) for b in _batches(images, cfg.batch_size)]
     # The bar counts what the summary line counts: cells, one per image x edit x purification of every
     # (method, budget, surrogate, target); it moves a batch of cells at a time.
-    total = len(prot_cells) * len(cfg.targets) * len(images) * cells_per_image(cfg)
+    total = sum(u.cells(cfg, batch_lens[u.batch]) for u in units)
     bar = tqdm(total=total, desc="bench", unit="cell", disable=not progress, dynamic_ncols=True)
+    counts = {"ok": 0, "error": 0, "skipped": 0, "unavailable": 0}
     try:
-        for method, (eps, eps_label), surrogate in prot_cells:
-            _run_protection_cell(ctx, images, method, eps, eps_label, surrogate, bar)
+        if engine is None:
+            ctx = _Ctx(cfg, out, ModelCache(device, cfg.dtype), scorers, writer, done, std)
+            runner = UnitRunner(ctx, images)
+            for u in units:
+                runner.run(u, bar)
+            counts = {"ok": ctx.n_ok, "error": ctx.n_err, "skipped": ctx.n_skip, "unavailable": ctx.n_unavailable}
+        else:
+            pending: dict[int, tuple[list[dict], dict]] = {}
+            nxt = 0
+            for k, rows, cnt in engine(cfg, out, units, done):
+                pending[k] = (rows, cnt)
+                bar.set_postfix_str(f"{units[k].method} {units[k].eps_label}", refresh=False)
+                bar.update(units[k].cells(cfg, batch_lens[units[k].batch]))
+                while nxt in pending:  # rows in the local loop's order, written as soon as they can be
+                    rows_n, cnt_n = pending.pop(nxt)
+                    for r in rows_n:
+                        writer.write(r)
+                    for name, v in cnt_n.items():
+                        counts[name] += v
+                    nxt += 1
+            if nxt != len(units):
+                raise RuntimeError(f"the engine returned {nxt} of {len(units)} units")
     finally:
         bar.close()
     build_report(out)
-    return {"ok": ctx.n_ok, "error": ctx.n_err, "skipped": ctx.n_skip, "unavailable": ctx.n_unavailable,
-            "total": total}
+    return {**counts, "total": total}
 
 
 def cells_per_image(cfg: BenchConfig) -> int:
@@ -250,15 +336,16 @@ class CellError:
         return CellError(self.type, prefix + self.text)
 
 
-def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: float, eps_label: str,
-                         surrogate: str, bar: Any) -> None:
+def _run_batch(ctx: _Ctx, batch: list[BenchImage], method: str, eps: float, eps_label: str, surrogate: str,
+               bar: Any, state: list) -> None:
+    """One protection cell on one batch, through every target. ``state``: ``[protection, error]`` of the cell,
+    kept between its batches (built once; a protection that failed fails the cell's later batches too)."""
     cfg = ctx.cfg
     per_image = cells_per_image(cfg)
     pslug = slug(f"{method}_{eps_label}_{surrogate}")
     base = {"method": method, "eps": eps, "eps_label": eps_label, "surrogate": surrogate}
-    prot_fn: Callable | None = None
-    prot_err: CellError | None = None
-    for batch in _batches(images, cfg.batch_size):
+    prot_fn, prot_err = state
+    try:
         ids = [im.id for im in batch]
         clean = torch.stack([im.image for im in batch])
         protected: torch.Tensor | None = None
@@ -321,6 +408,8 @@ def _run_protection_cell(ctx: _Ctx, images: list[BenchImage], method: str, eps: 
             ctx.n_skip += n_cells - len(todo) * len(batch)  # (edit, purification) pairs already done for the batch
             _run_target(ctx, base, pslug, target, batch, clean, protected, edits, purifs, todo, input_metrics, t_prot)
             bar.update(n_cells)
+    finally:
+        state[0], state[1] = prot_fn, prot_err
 
 
 def failed_cells(out_dir: str | Path) -> list[tuple[str, str]]:

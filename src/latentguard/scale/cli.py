@@ -9,6 +9,8 @@ them, which adds the options and wraps their command functions:
   with :func:`latentguard.scale.protect.ray_engine` in place of the local loop.
 * ``survival ... --engine ray [...]`` (and ``protect ... --survival --engine ray``): the survival batches scored by
   :mod:`latentguard.scale.survival`'s actors; the same files as the local run.
+* ``bench CONFIG.toml --engine ray [...]``: the runner's units (a protection cell on a batch) run by
+  :mod:`latentguard.scale.bench`'s actors; the driver writes results.jsonl in the local order.
 * ``audit alignment SHARDS`` (a folder, glob or file of Parquet embedding shards) ``[--engine local|ray]``:
   AD over the shards (:mod:`latentguard.scale.ad`), written like the dataset audit.
 
@@ -95,6 +97,20 @@ def _extend_survival(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+def _extend_bench(p: argparse.ArgumentParser) -> None:
+    _add_actor_options(p, "run the units (a protection cell on a batch)", batch=False)
+    local = p.get_default("func")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.engine == "ray":
+            from latentguard.scale.bench import ray_bench_engine  # deferred: torch and ray
+
+            args.bench_engine = ray_bench_engine(args)
+        return local(args)
+
+    p.set_defaults(func=run)
+
+
 # ----------------------------------------------------------------------------------------------------
 # audit alignment SHARDS
 # ----------------------------------------------------------------------------------------------------
@@ -176,12 +192,14 @@ def _extend_audit_alignment(a: argparse.ArgumentParser) -> None:
 
 
 def extend(subparsers: argparse._SubParsersAction) -> None:
-    """Add the engine options to ``protect``, ``survival`` and ``audit alignment`` (registered before this is
+    """Add the engine options to ``protect``, ``survival``, ``bench`` and ``audit alignment`` (registered before this is
     called)."""
     if "protect" in subparsers.choices:
         _extend_protect(subparsers.choices["protect"])
     if "survival" in subparsers.choices:
         _extend_survival(subparsers.choices["survival"])
+    if "bench" in subparsers.choices:
+        _extend_bench(subparsers.choices["bench"])
     audit = get_audit_subparsers(subparsers)
     if "alignment" in audit.choices:
         _extend_audit_alignment(audit.choices["alignment"])

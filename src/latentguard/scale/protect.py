@@ -32,10 +32,9 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from latentguard.core.errors import UserError
 from latentguard.protect import cli as protect_cli
 from latentguard.protect.batch import ProtectItem, protect_batch
-from latentguard.scale.runtime import init_ray
+from latentguard.scale.runtime import ActorOptions
 
 # Arguments that never travel to the actors (callables set by the entry point).
 _LOCAL_ONLY = ("func", "protect_engine")
@@ -95,27 +94,16 @@ def ray_engine(args: argparse.Namespace, method: Any, items: Sequence[ProtectIte
     """
     if not items:
         return
-    num_actors = int(getattr(args, "num_actors", None) or 1)
-    batch_size = int(getattr(args, "batch_size", None) or 8)
-    cpus = float(getattr(args, "cpus_per_actor", None) or 1)
-    gpus = float(getattr(args, "gpus_per_actor", None) or 0)
-    retries = int(getattr(args, "max_restarts", 3))
-    for name, v, lo in (("--num-actors", num_actors, 1), ("--batch-size", batch_size, 1), ("--max-restarts", retries, 0)):
-        if v < lo:
-            raise UserError(f"{name} must be >= {lo}, got {v}")
-    if cpus <= 0 or gpus < 0:
-        raise UserError(f"--cpus-per-actor must be > 0 and --gpus-per-actor >= 0, got {cpus} and {gpus}")
-    if gpus > 0 and getattr(args, "device", "auto") == "cpu":
-        raise UserError("--gpus-per-actor > 0 with --device cpu: the actors would hold GPUs they do not use")
-    address = getattr(args, "address", None)
-    init_ray(address, num_cpus=None if address else max(2, int(num_actors * cpus)))
+    o = ActorOptions.of(args)
+    num_actors, batch_size, cpus, gpus, retries = o.num_actors, o.batch_size, o.cpus, o.gpus, o.retries
+    o.start()
     rdata = import_module("ray.data")  # deferred: ray.data (heavy; imported only on this path)
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = rdata.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.max_errored_blocks = len(items)  # a batch that fails for good becomes error rows, not a failed job
-    threads = getattr(args, "threads", None) or max(1, int(cpus))
+    threads = o.threads
     spec = actor_spec(args)
     if gpus > 0 and spec.get("device") in (None, "auto"):
         spec["device"] = "cuda"

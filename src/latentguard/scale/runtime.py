@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from typing import Any
 
 from latentguard.core.errors import UserError
@@ -45,3 +46,41 @@ def cluster_summary(ray: Any) -> dict:
     """Resources Ray sees (for run.json): CPUs, GPUs, nodes."""
     res = ray.cluster_resources()
     return {"cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0), "nodes": len([n for n in ray.nodes() if n.get("Alive")])}
+
+
+@dataclass(frozen=True)
+class ActorOptions:
+    """The Ray options every ``--engine ray`` command shares, read from its arguments and checked once."""
+
+    num_actors: int = 1
+    batch_size: int = 8
+    cpus: float = 1.0
+    gpus: float = 0.0
+    retries: int = 3
+    address: str | None = None
+    threads: int = 1
+
+    @classmethod
+    def of(cls, args: Any) -> "ActorOptions":
+        """From ``args`` (an argparse namespace or any object with the option names); a missing option takes
+        its default, a bad value is a one-line :class:`UserError`."""
+        def get(name: str, default: Any) -> Any:
+            v = getattr(args, name, None)
+            return default if v is None else v
+
+        o = cls(int(get("num_actors", 1)), int(get("batch_size", 8)), float(get("cpus_per_actor", 1.0)),
+                float(get("gpus_per_actor", 0.0)), int(get("max_restarts", 3)), getattr(args, "address", None), 1)
+        for name, v, lo in (("--num-actors", o.num_actors, 1), ("--batch-size", o.batch_size, 1),
+                            ("--max-restarts", o.retries, 0)):
+            if v < lo:
+                raise UserError(f"{name} must be >= {lo}, got {v}")
+        if o.cpus <= 0 or o.gpus < 0:
+            raise UserError(f"--cpus-per-actor must be > 0 and --gpus-per-actor >= 0, got {o.cpus} and {o.gpus}")
+        if o.gpus > 0 and getattr(args, "device", "auto") == "cpu":
+            raise UserError("--gpus-per-actor > 0 with --device cpu: the actors would hold GPUs they do not use")
+        threads = getattr(args, "threads", None)
+        return replace(o, threads=int(threads) if threads else max(1, int(o.cpus)))
+
+    def start(self) -> Any:
+        """:func:`init_ray` for these options (a local instance sized for the actors); returns ``ray``."""
+        return init_ray(self.address, num_cpus=None if self.address else max(2, int(self.num_actors * self.cpus)))

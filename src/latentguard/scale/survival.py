@@ -28,7 +28,7 @@ from typing import Iterator, Sequence
 from latentguard.core.errors import UserError
 from latentguard.evaluate.survival import SurvivalItem, SurvivalSetup
 from latentguard.io import load_image
-from latentguard.scale.runtime import init_ray
+from latentguard.scale.runtime import ActorOptions
 
 
 def _item_record(it: SurvivalItem) -> dict:
@@ -71,22 +71,14 @@ class SurvivalActor:
 def ray_survival_engine(args: argparse.Namespace, fault: dict | None = None):
     """An engine for :func:`latentguard.evaluate.survival.run_survival` with the Ray options of ``args``
     (``address``, ``num_actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``max_restarts``, ``threads``)."""
-    num_actors = int(getattr(args, "num_actors", None) or 1)
-    cpus = float(getattr(args, "cpus_per_actor", None) or 1)
-    gpus = float(getattr(args, "gpus_per_actor", None) or 0)
-    retries = int(getattr(args, "max_restarts", 3))
-    if num_actors < 1 or retries < 0:
-        raise UserError(f"--num-actors must be >= 1 and --max-restarts >= 0, got {num_actors} and {retries}")
-    if cpus <= 0 or gpus < 0:
-        raise UserError(f"--cpus-per-actor must be > 0 and --gpus-per-actor >= 0, got {cpus} and {gpus}")
-    address = getattr(args, "address", None)
-    threads = getattr(args, "threads", None) or max(1, int(cpus))
+    o = ActorOptions.of(args)
+    num_actors, cpus, gpus, retries, threads = o.num_actors, o.cpus, o.gpus, o.retries, o.threads
 
     def engine(jobs: Sequence[Sequence[SurvivalItem]], spec: dict) -> Iterator[tuple[int, list, list]]:
         if not jobs:
             return
         records = [{"index": k, "job": json.dumps([_item_record(it) for it in job])} for k, job in enumerate(jobs)]
-        init_ray(address, num_cpus=None if address else max(2, int(num_actors * cpus)))
+        o.start()
         rdata = import_module("ray.data")  # deferred: ray.data (heavy; imported only on this path)
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)

@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-minutes", type=float, help="stop after this many minutes")
     q.add_argument("--stop-at", type=int, help="stop at this step (the lr schedule still spans --steps)")
     q.add_argument("--zoo-dir", help="folder holding the VAE a t2i recipe encodes with (default: bundled)")
-    q.add_argument("--init", help="recipes with a second stage (vae-a, ldm-photo): run only that stage, from this stage-1 folder")
+    q.add_argument("--init", help="vae-a: run only its fine-tune stage from this stage-1 folder; ldm-photo: its stage 2 (FINISH) from it")
     q.add_argument("--finetune-steps", type=int, help="override the second stage's steps")
     q.set_defaults(func=_train)
     q = zs.add_parser("export", help="write a zoo model as a standalone diffusers folder")

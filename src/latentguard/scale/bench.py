@@ -1,0 +1,116 @@
+"""``latentguard bench CONFIG.toml --engine ray``: the bench runner's units on Ray Data actors.
+
+A unit (:class:`latentguard.evaluate.runner.BenchUnit`) is one protection cell (method, budget, surrogate) on
+one batch of images, through every target, edit and purification: the grain at which the local loop already
+protects, caches and scores. The driver lists the units in the local loop's order and sends each as a Ray Data
+row to a pool of :class:`BenchActor` (each loads the config, its images, models and scorers once, in its
+constructor), which runs :meth:`latentguard.evaluate.runner.UnitRunner.run`, the local loop's per-unit function,
+with a row buffer in place of the results file. The rows come back to the driver, which alone writes
+``results.jsonl``, in the units' order, so the file is the local run's but for the timing fields; the actors
+write the image cache (``images/``: protected, purified, edited PNGs, atomically) into the output folder, which
+every node must see.
+
+Resuming: the finished cells (``--resume``) go to every actor, which skips them as the local loop does. A dead
+actor is restarted and its unit redone (``max_restarts`` / ``max_task_retries``); the driver keeps the first
+answer per unit. A unit that fails for good fails the run; what was written before it is kept for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import warnings
+from dataclasses import asdict, replace
+from importlib import import_module
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from latentguard.core.errors import UserError
+from latentguard.evaluate.config import BenchConfig
+from latentguard.evaluate.runner import BenchUnit, RowBuffer, UnitRunner, _Ctx, build_scorers, load_bench_images
+from latentguard.scale.runtime import ActorOptions
+
+
+class BenchActor:
+    """Holds the models and scorers of one bench config and runs its units. ``fault``: a test hook,
+    ``{"crash_on": UNIT_INDEX, "marker": PATH}`` makes the process exit once when it reaches that unit."""
+
+    def __init__(self, cfg: BenchConfig, out_dir: str, done: list[str], threads: int | None = None,
+                 fault: dict | None = None) -> None:
+        import torch  # deferred: torch
+
+        from latentguard.evaluate.edits import ModelCache
+        from latentguard.ops.runtime import resolve_device, seed_everything
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        seed_everything(cfg.seed)
+        device = resolve_device(cfg.device)
+        scorers, std = build_scorers(cfg, device)
+        self.buffer = RowBuffer()
+        ctx = _Ctx(cfg, Path(out_dir), ModelCache(device, cfg.dtype), scorers, self.buffer, set(done), std)
+        self.runner = UnitRunner(ctx, load_bench_images(cfg))
+        self.fault = fault
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np  # deferred: numpy
+        from tqdm.auto import tqdm
+
+        idx, docs = [], []
+        for k, unit in zip(batch["index"], batch["unit"]):
+            f = self.fault
+            if f and int(k) == int(f.get("crash_on", -1)) and not Path(f["marker"]).exists():
+                Path(f["marker"]).write_text(str(os.getpid()))
+                os._exit(1)  # like a SIGKILL or an OOM kill
+            self.buffer.rows = []
+            counts = self.runner.run(BenchUnit(**json.loads(str(unit))), tqdm(disable=True))
+            idx.append(int(k))
+            docs.append(json.dumps({"rows": self.buffer.rows, "counts": counts}, default=str))
+        return {"index": np.array(idx, dtype=np.int64), "doc": np.array(docs, dtype=object)}
+
+
+def ray_bench_engine(args: argparse.Namespace, fault: dict | None = None):
+    """An engine for :func:`latentguard.evaluate.runner.run_bench` with the Ray options of ``args``
+    (``address``, ``num_actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``max_restarts``, ``threads``)."""
+    o = ActorOptions.of(args)
+    num_actors, cpus, gpus, retries, threads = o.num_actors, o.cpus, o.gpus, o.retries, o.threads
+
+    def engine(cfg: BenchConfig, out: Path, units: Sequence[BenchUnit], done: set) -> Iterator[tuple[int, list, dict]]:
+        if not units:
+            return
+        # the actors may not share the driver's working directory: image paths travel absolute
+        images = cfg.images if isinstance(cfg.images, str) else tuple(str(Path(p).resolve()) for p in cfg.images)
+        acfg = replace(cfg, images=images)
+        if gpus > 0 and acfg.device in (None, "auto"):
+            acfg = replace(acfg, device="cuda")
+        o.start()
+        rdata = import_module("ray.data")  # deferred: ray.data (heavy; imported only on this path)
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        ctx = rdata.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        records = [{"index": k, "unit": json.dumps(asdict(u))} for k, u in enumerate(units)]
+        ds = rdata.from_items(records, override_num_blocks=len(records))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see scale.protect: the restart options warn
+            res = ds.map_batches(
+                BenchActor, fn_constructor_kwargs={"cfg": acfg, "out_dir": str(out), "done": sorted(done),
+                                                   "threads": threads, "fault": fault},
+                batch_size=1, batch_format="numpy", num_cpus=cpus, num_gpus=gpus or None,
+                compute=rdata.ActorPoolStrategy(size=num_actors), max_restarts=retries, max_task_retries=retries)
+        seen: set[int] = set()
+        for b in res.iter_batches(batch_size=None, batch_format="numpy"):
+            for k, doc in zip(b["index"], b["doc"]):
+                if int(k) in seen:
+                    continue
+                seen.add(int(k))
+                d = json.loads(str(doc))
+                yield int(k), d["rows"], d["counts"]
+        if len(seen) != len(units):
+            raise UserError(f"bench on Ray: {len(units) - len(seen)} unit(s) lost after {retries} retries; "
+                            "rerun with --resume")
+
+    engine.engine_name = "ray"  # type: ignore[attr-defined]  # run.json names it
+    return engine
