@@ -96,9 +96,13 @@ def speed(vae_name: str, vae, protector, sizes, full_upto: int, k_steps: int) ->
         fast = get("fast", protector=protector, vae=vae)
         protector.perturbation(x)  # warm-up (allocator, first-call overheads)
         t_fast, m_fast = _timed(lambda: fast(x))
+        bare = get("fast", protector=protector, vae=vae, measure_records=False)
+        t_bare, m_bare = _timed(lambda: bare(x))
         g_only, m_g = _timed(lambda: protector.perturbation(x))
         t0, m0 = _timed(lambda: get("pca+", vae=vae, steps=0)(x))
         row = {"vae": vae_name, "size": s, "fast": {"seconds": t_fast, "peak_mb": m_fast},
+               "fast_no_measure": {"seconds": t_bare, "peak_mb": m_bare,
+                                   "what": "protect() with measure_records=False (--no-measure): no before/after records"},
                "protector_pass_only": {"seconds": g_only, "peak_mb": m_g},
                "records_only": {"seconds": t0, "peak_mb": m0,
                                 "what": "pca+ with T=0: the before/after evaluation every method's records run"}}
@@ -116,6 +120,9 @@ def speed(vae_name: str, vae, protector, sizes, full_upto: int, k_steps: int) ->
                                    "how": "t(fast) + 5 * per_step of pca+"}
         row["speedup_fast_vs_pca+"] = row["pca+_T40"]["seconds"] / t_fast
         row["speedup_protection_only"] = 40 * row["pca+_T40"]["per_step"] / g_only
+        # like for like without records: fast --no-measure against pca+'s 40 steps alone (pca+ --no-measure
+        # also sets its objective up once, so this understates its time a little: a conservative ratio)
+        row["speedup_no_measure"] = 40 * row["pca+_T40"]["per_step"] / t_bare
         row["speedup_note"] = ("speedup_fast_vs_pca+: both as protect() runs them, records included (4 encoder "
                                "forwards each); speedup_protection_only: 40 pca+ steps vs one protector pass")
         rows.append(row)
@@ -214,6 +221,7 @@ def targets_check(speed_rows: list[dict], eff_ratios: dict) -> dict:
     out = {
         "fast_512_speedup_vs_pca+_vae-a, records included (>= 100x)": a512["speedup_fast_vs_pca+"],
         "fast_512_speedup_vs_pca+_vae-a, protection only (>= 100x)": a512["speedup_protection_only"],
+        "fast_512_speedup_vs_pca+_vae-a, both --no-measure (>= 100x)": a512.get("speedup_no_measure"),
         "fast_512_seconds_vae-a (<= 3 s)": a512["fast"]["seconds"],
         "fast_512_seconds_vae-a, protector pass only (<= 3 s)": a512["protector_pass_only"]["seconds"],
         "fast_1024_peak_mb_vae-a (<= 2048)": a1024["fast"]["peak_mb"],
@@ -221,6 +229,7 @@ def targets_check(speed_rows: list[dict], eff_ratios: dict) -> dict:
     if sd512:
         out["fast_512_speedup_vs_pca+_sd-sized, records included (>= 100x)"] = sd512["speedup_fast_vs_pca+"]
         out["fast_512_speedup_vs_pca+_sd-sized, protection only (>= 100x)"] = sd512["speedup_protection_only"]
+        out["fast_512_speedup_vs_pca+_sd-sized, both --no-measure (>= 100x)"] = sd512.get("speedup_no_measure")
         out["fast_512_seconds_sd-sized (<= 3 s)"] = sd512["fast"]["seconds"]
     for key in ("64px/zoo:vae-a/none", "64px/zoo:vae-a/jpeg-q75"):
         r = eff_ratios.get(key, {}).get("objective", {})
@@ -236,14 +245,18 @@ def targets_check(speed_rows: list[dict], eff_ratios: dict) -> dict:
 def render(d: dict) -> str:
     lines = ["Seconds per image (one CPU thread of the shared 2-core machine, batch 1, records included; "
              "* = extrapolated from fewer steps, see `how` in the JSON):", "",
-             "| VAE | size | protector pass | records | fast | fast --refine 5 | pca+ (T=40) | speed-up (with records / pass only) | fast peak RSS growth (MB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| VAE | size | protector pass | records | fast | fast --no-measure | fast --refine 5 | pca+ (T=40) | speed-up (with records / --no-measure / pass only) | fast peak RSS growth (MB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in d["speed"]:
         star = lambda k: "*" if r[k].get("extrapolated") else ""  # noqa: E731
+        # rows of an earlier run have no --no-measure timing: shown as "-"
+        bare = f"{r['fast_no_measure']['seconds']:.2f}" if "fast_no_measure" in r else "-"
+        nm = f"{r['speedup_no_measure']:.0f}x" if "speedup_no_measure" in r else "-"
         lines.append(f"| {r['vae']} | {r['size']} | {r['protector_pass_only']['seconds']:.3f} | "
-                     f"{r['records_only']['seconds']:.2f} | {r['fast']['seconds']:.2f} | {r['fast_refine5']['seconds']:.2f}"
-                     f"{star('fast_refine5')} | {r['pca+_T40']['seconds']:.1f}{star('pca+_T40')} | "
-                     f"{r['speedup_fast_vs_pca+']:.0f}x / {r['speedup_protection_only']:.0f}x | {r['fast']['peak_mb']:.0f} |")
+                     f"{r['records_only']['seconds']:.2f} | {r['fast']['seconds']:.2f} | {bare} | "
+                     f"{r['fast_refine5']['seconds']:.2f}{star('fast_refine5')} | {r['pca+_T40']['seconds']:.1f}"
+                     f"{star('pca+_T40')} | {r['speedup_fast_vs_pca+']:.0f}x / {nm} / "
+                     f"{r['speedup_protection_only']:.0f}x | {r['fast']['peak_mb']:.0f} |")
     lines += ["", "Effect at 16/255 (8 held-out photos; protections computed on zoo:vae-a; PCA+'s loss per pixel on "
               "the target, and the sampled reconstruction's PSNR to the input (Objective 1, higher = PCA+'s aim) "
               "and to the clean reconstruction (Objective 2, lower = further away)):", "",
@@ -274,6 +287,8 @@ def main(argv=None) -> None:
     ap.add_argument("--no-sd", action="store_true", help="skip the SD-sized VAE")
     ap.add_argument("--k-steps", type=int, default=2, help="steps timed where T=40 is extrapolated")
     ap.add_argument("--parts", default="speed,effect", help="speed, effect or both (a single part updates the JSON)")
+    ap.add_argument("--merge-speed", action="store_true",
+                    help="replace only the speed rows measured now (VAE x size); keep the JSON's other rows")
     a = ap.parse_args(argv)
     if a.table:
         sys.stdout.write(render(json.loads(a.json.read_text())))
@@ -299,6 +314,12 @@ def main(argv=None) -> None:
             rows += speed("SD-sized (random weights)", sd, g, [int(v) for v in a.sd_sizes.split(",")], full_upto=0,
                           k_steps=1)
             del sd
+        for r in rows:
+            r["loadavg_start_of_run"] = run["loadavg_start"]
+        if a.merge_speed and "speed" in doc:
+            new = {(r["vae"], r["size"]) for r in rows}
+            rows = [r for r in doc["speed"] if (r["vae"], r["size"]) not in new] + rows
+            rows.sort(key=lambda r: (r["vae"] != "zoo:vae-a", r["vae"], r["size"]))
         doc["speed"] = rows
     if "effect" in parts:
         doc["effect"] = effect(g, [int(s) for s in a.effect_sizes.split(",")])
@@ -306,7 +327,7 @@ def main(argv=None) -> None:
     run.update(loadavg_end=os.getloadavg(), seconds=time.perf_counter() - t_all)
     doc.setdefault("runs", {})
     for part in parts:
-        doc["runs"][part] = run
+        doc["runs"][part + ("_merged" if part == "speed" and a.merge_speed else "")] = run
     doc.update({
         "protector_parameters": g.num_parameters, "protector_config": dict(g.config),
         "machine": {"cpu_threads": 1, "platform": platform.platform(), "torch": torch.__version__,

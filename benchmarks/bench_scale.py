@@ -89,7 +89,7 @@ def bench_protect(images: int, steps: int, batch_size: int, work: Path) -> dict:
     argv = ["protect", str(src), "--steps", str(steps), "--random-start", "--device", "cpu", "--threads", "1",
             "--out", str(work / "unused")]
     args = build_parser().parse_args(argv)
-    method, models = protect_cli._build_method(args)
+    method, models = protect_cli.build_method(args)
     items = collect_items(args.inputs)
     prov = {"method": args.method, "eps": method.eps, "norm": method.norm, "steps": method.steps, "surrogates": models}
     runs = {}

@@ -55,6 +55,16 @@ def test_cli_protects_reports_bad_files_and_resumes(folder, tmp_path, capsys):
     assert sum(r["status"] == "ok" for r in _rows(out)) == 2
 
 
+def test_cli_no_measure_writes_the_same_pixels_with_empty_records(folder, tmp_path):
+    args = ["--method", "pca+", "--steps", "1", "--no-progress", "--device", "cpu"]
+    assert main(["protect", str(folder / "astro.png"), *args, "--out", str(tmp_path / "a")]) == 0
+    assert main(["protect", str(folder / "astro.png"), *args, "--no-measure", "--out", str(tmp_path / "b")]) == 0
+    a, b = _rows(tmp_path / "a")[0], _rows(tmp_path / "b")[0]
+    assert a["sha256"] == b["sha256"] and a["loss_before"] is not None
+    assert b["loss_before"] is None and b["sigma2_after"] is None and b["psnr"] == pytest.approx(a["psnr"])
+    assert (tmp_path / "b" / "summary.png").exists()
+
+
 def test_cli_mask_keeps_outside_pixels(folder, tmp_path):
     from latentguard.io import save_image
     import torch

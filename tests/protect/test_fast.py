@@ -75,6 +75,17 @@ def test_deterministic_and_refine_moves_the_base_objective(tiny_g, tiny_vae):
     for r0, r5 in zip(a.records, r.records):
         assert r0.loss_before == pytest.approx(r5.loss_before)
         assert r5.loss_after > r0.loss_after  # 5 ascent steps of pca+ from G's output
+    # records skipped: the same images, the objective's records NaN, the norms kept; for fast and for pca+
+    for kw in ({}, {"refine": 2}):
+        full = get("fast", protector=tiny_g, vae=tiny_vae, **kw).protect(x)
+        bare = get("fast", protector=tiny_g, vae=tiny_vae, measure_records=False, **kw).protect(x)
+        assert torch.equal(full.images, bare.images)
+        assert all(r.loss_before != r.loss_before and r.sigma2_after != r.sigma2_after for r in bare.records)
+        assert [r.psnr for r in bare.records] == pytest.approx([r.psnr for r in full.records])
+    iterative = get("pca+", vae=tiny_vae, steps=2, measure_records=False).protect(x)
+    assert torch.equal(iterative.images, get("pca+", vae=tiny_vae, steps=2).protect(x).images)
+    with pytest.raises(ValueError, match="measure_records"):
+        get("fast", protector=tiny_g, vae=tiny_vae, measure_records="no")
     # eps rescales G's tanh output
     small = get("fast", protector=tiny_g, vae=tiny_vae, eps=4 / 255)(x)
     assert float((small - x).abs().max()) <= 4 / 255 + 1e-6

@@ -127,7 +127,7 @@ def test_an_actor_killed_mid_batch_is_restarted_and_nothing_is_lost_or_doubled(r
     out.mkdir()
     args = build_parser().parse_args(["protect", str(photos), *ARGS, "--engine", "ray", "--num-actors", "2",
                                       "--batch-size", "3", "--out", str(out)])
-    method, models = protect_cli._build_method(args)
+    method, models = protect_cli.build_method(args)
     marker = tmp_path / "crashed"
     # the actor dies (os._exit) at im1: the second item of the first batch, after im0's PNG was published
     rows = list(ray_engine(args, method, collect_items(args.inputs), out, provenance={

@@ -15,6 +15,7 @@ atomically; ``--engine ray`` runs the same function on Ray actors (docs/scale.md
 from __future__ import annotations
 
 import argparse
+import math
 import csv
 import shlex
 import sys
@@ -33,14 +34,16 @@ DIFFUSION_METHODS = ("advdm", "mist", "sds+", "sds-", "photoguard-diff")
 _number = cli_number("16/255, 0.0627 or 16 with --eps-unit 255")
 
 
-def _load_mask(path: str):
+def load_mask(path: str):
     from latentguard.io import load_image  # defers torch
 
     m = load_image(path).mean(dim=1, keepdim=True)  # [1,1,H,W] in [0,1]
     return m
 
 
-def _build_method(args):
+def build_method(args):
+    """The protection ``args`` (protect's parsed options) describe, and the surrogate specs it uses: one
+    :class:`UserError` line for an option that does not fit the method (also used by the Ray actors)."""
     from latentguard.models import load_pipeline, load_protector, load_vae  # defers torch and diffusers
 
     unit = float(args.eps_unit)
@@ -57,6 +60,8 @@ def _build_method(args):
             params[name] = v
     if args.eot:
         params["transforms"] = args.eot
+    if getattr(args, "no_measure", False):
+        params["measure_records"] = False
     params["seed"] = args.seed
     if args.method == "fast":
         if args.steps is not None:
@@ -106,8 +111,13 @@ def _write_summary(out: Path, rows: list[dict]) -> None:
     names = [Path(str(r.get("input", i))).name for i, r in enumerate(ok)]
     method = ok[0].get("method", "")
 
-    def same(a: float, b: float) -> bool:
+    def same(a: float | None, b: float | None) -> bool:
+        if a is None or b is None:
+            return False
         return abs(a - b) <= 1e-4 * max(1.0, abs(a), abs(b))
+
+    def num(v: float | None) -> float:
+        return math.nan if v is None else float(v)  # --no-measure: records left empty, their bars absent
 
     # PCA+'s objective *is* the KL to N(0, I): a second KL panel would repeat the first; the posterior variance
     # it drives (PCA+ shrinks sigma^2, docs/protect.md) says something new.
@@ -117,9 +127,9 @@ def _write_summary(out: Path, rows: list[dict]) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(max(12, 0.45 * len(ok) * 3), 4))
     idx = range(len(ok))
     for ax, (b0, b1, title) in zip(axes[:2], (("loss_before", "loss_after", f"{method} objective per image"), second)):
-        ax.bar([i - 0.2 for i in idx], [r[b0] for r in ok], width=0.4, label="before")
-        ax.bar([i + 0.2 for i in idx], [r[b1] for r in ok], width=0.4, label="after")
-        ax.set_title(title)
+        ax.bar([i - 0.2 for i in idx], [num(r[b0]) for r in ok], width=0.4, label="before")
+        ax.bar([i + 0.2 for i in idx], [num(r[b1]) for r in ok], width=0.4, label="after")
+        ax.set_title(title if any(r[b0] is not None for r in ok) else f"{title}: not measured (--no-measure)")
         ax.legend()
     if kl_is_objective:
         axes[1].set_yscale("log")
@@ -151,8 +161,8 @@ def _run(args: argparse.Namespace) -> int:
     if not items:
         raise UserError("no input images found")
     out = prepare_out_dir(args.out, resume=args.resume, overwrite=args.overwrite)
-    mask = _load_mask(args.mask) if args.mask else None
-    method, models = _build_method(args)
+    mask = load_mask(args.mask) if args.mask else None
+    method, models = build_method(args)
     writer = JsonlWriter(out / "results.jsonl", resume=args.resume)
     done = writer.done_keys("key") if args.resume else set()
     # the per-batch loop: this process by default; `--engine ray` (wired by the entry point) swaps in Ray actors
@@ -228,6 +238,9 @@ def register(subparsers) -> None:
                    help="--method fast: trained protector (zoo:NAME or a folder; default zoo:protector-a)")
     p.add_argument("--refine", type=int, default=None, metavar="K",
                    help="--method fast: K gradient steps of the protector's base method after it (default 0)")
+    p.add_argument("--no-measure", action="store_true",
+                   help="skip the before/after objective, KL and variance records (the extra surrogate passes; most "
+                        "of --method fast's time); the images are the same, those columns are left empty")
     p.add_argument("--mask", default=None, metavar="FILE", help="image whose bright pixels (>0.5) mark the region to protect")
     add_resume_args(p, resume="continue the run in --out: inputs already protected there are skipped",
                     overwrite="start again in an --out that holds results (results.jsonl is restarted, images of "

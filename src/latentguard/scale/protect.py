@@ -59,8 +59,8 @@ class ProtectActor:
         if threads:
             torch.set_num_threads(int(threads))
         self.args = argparse.Namespace(**spec)
-        self.method, _ = protect_cli._build_method(self.args)
-        self.mask = protect_cli._load_mask(self.args.mask) if getattr(self.args, "mask", None) else None
+        self.method, _ = protect_cli.build_method(self.args)
+        self.mask = protect_cli.load_mask(self.args.mask) if getattr(self.args, "mask", None) else None
         self.out_dir = out_dir
         self.provenance = provenance
         self.fault = fault
