@@ -163,7 +163,7 @@ def part_main(args, size: int) -> None:
     purifs = [parse_purification(n, models, TARGET) for n in names]
     methods = args.methods or (["pca+:default", "pca+:robust", "photoguard-enc:default", "photoguard-enc:robust",
                                 "mist:default"] + (["random-noise:default"] if size <= 64 else []))
-    if "fast" in protect.available():  # the fast protector (another issue) joins when it exists
+    if not args.methods and "fast" in protect.available():  # the fast protector joins the default list
         methods.append("fast:default")
     section = f"main{size}"
     res: dict = {"images": ids, "size": size, "surrogate": SURROGATE, "target": TARGET, "eps": "16/255",
