@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import warnings
 from dataclasses import asdict, replace
-from importlib import import_module
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -59,7 +56,7 @@ class BenchActor:
         from tqdm.auto import tqdm
 
         idx, docs = [], []
-        for k, unit in zip(batch["index"], batch["unit"]):
+        for k, unit in zip(batch["index"], batch["payload"]):
             f = self.fault
             if f and int(k) == int(f.get("crash_on", -1)) and not Path(f["marker"]).exists():
                 Path(f["marker"]).write_text(str(os.getpid()))
@@ -75,7 +72,7 @@ def ray_bench_engine(args: argparse.Namespace, fault: dict | None = None):
     """An engine for :func:`latentguard.evaluate.runner.run_bench` with the Ray options of ``args``
     (``address``, ``num_actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``max_restarts``, ``threads``)."""
     o = ActorOptions.of(args)
-    num_actors, cpus, gpus, retries, threads = o.num_actors, o.cpus, o.gpus, o.retries, o.threads
+    gpus, retries, threads = o.gpus, o.retries, o.threads
 
     def engine(cfg: BenchConfig, out: Path, units: Sequence[BenchUnit], done: set) -> Iterator[tuple[int, list, dict]]:
         if not units:
@@ -85,29 +82,12 @@ def ray_bench_engine(args: argparse.Namespace, fault: dict | None = None):
         acfg = replace(cfg, images=images)
         if gpus > 0 and acfg.device in (None, "auto"):
             acfg = replace(acfg, device="cuda")
-        o.start()
-        rdata = import_module("ray.data")  # deferred: ray.data (heavy; imported only on this path)
-
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ctx = rdata.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        records = [{"index": k, "unit": json.dumps(asdict(u))} for k, u in enumerate(units)]
-        ds = rdata.from_items(records, override_num_blocks=len(records))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # see scale.protect: the restart options warn
-            res = ds.map_batches(
-                BenchActor, fn_constructor_kwargs={"cfg": acfg, "out_dir": str(out), "done": sorted(done),
-                                                   "threads": threads, "fault": fault},
-                batch_size=1, batch_format="numpy", num_cpus=cpus, num_gpus=gpus or None,
-                compute=rdata.ActorPoolStrategy(size=num_actors), max_restarts=retries, max_task_retries=retries)
         seen: set[int] = set()
-        for b in res.iter_batches(batch_size=None, batch_format="numpy"):
-            for k, doc in zip(b["index"], b["doc"]):
-                if int(k) in seen:
-                    continue
-                seen.add(int(k))
-                d = json.loads(str(doc))
-                yield int(k), d["rows"], d["counts"]
+        payloads = [json.dumps(asdict(u)) for u in units]
+        kwargs = {"cfg": acfg, "out_dir": str(out), "done": sorted(done), "threads": threads, "fault": fault}
+        for k, d in o.run_indexed(payloads, BenchActor, kwargs):
+            seen.add(k)
+            yield k, d["rows"], d["counts"]
         if len(seen) != len(units):
             raise UserError(f"bench on Ray: {len(units) - len(seen)} unit(s) lost after {retries} retries; "
                             "rerun with --resume")

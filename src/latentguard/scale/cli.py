@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 import time
+from importlib import import_module
 from pathlib import Path
 
 from latentguard.core.cli_args import get_audit_subparsers
@@ -83,29 +84,16 @@ def _extend_protect(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------------
 # survival --engine ray
 # ----------------------------------------------------------------------------------------------------
-def _extend_survival(p: argparse.ArgumentParser) -> None:
-    _add_actor_options(p, "score the batches", batch=False)
+def _extend_with_engine(p: argparse.ArgumentParser, what: str, module: str, factory: str, attr: str) -> None:
+    """``--engine ray`` for a command whose function takes an engine from ``args.<attr>``: with ray, the engine
+    built by ``latentguard.scale.<module>.<factory>(args)`` (options checked before anything starts)."""
+    _add_actor_options(p, what, batch=False)
     local = p.get_default("func")
 
     def run(args: argparse.Namespace) -> int:
         if args.engine == "ray":
-            from latentguard.scale.survival import ray_survival_engine  # deferred: torch and ray
-
-            args.survival_engine = ray_survival_engine(args)
-        return local(args)
-
-    p.set_defaults(func=run)
-
-
-def _extend_bench(p: argparse.ArgumentParser) -> None:
-    _add_actor_options(p, "run the units (a protection cell on a batch)", batch=False)
-    local = p.get_default("func")
-
-    def run(args: argparse.Namespace) -> int:
-        if args.engine == "ray":
-            from latentguard.scale.bench import ray_bench_engine  # deferred: torch and ray
-
-            args.bench_engine = ray_bench_engine(args)
+            # deferred: torch and ray (the scale engines import them)
+            setattr(args, attr, getattr(import_module(f"latentguard.scale.{module}"), factory)(args))
         return local(args)
 
     p.set_defaults(func=run)
@@ -197,9 +185,11 @@ def extend(subparsers: argparse._SubParsersAction) -> None:
     if "protect" in subparsers.choices:
         _extend_protect(subparsers.choices["protect"])
     if "survival" in subparsers.choices:
-        _extend_survival(subparsers.choices["survival"])
+        _extend_with_engine(subparsers.choices["survival"], "score the batches", "survival", "ray_survival_engine",
+                            "survival_engine")
     if "bench" in subparsers.choices:
-        _extend_bench(subparsers.choices["bench"])
+        _extend_with_engine(subparsers.choices["bench"], "run the units (a protection cell on a batch)", "bench",
+                            "ray_bench_engine", "bench_engine")
     audit = get_audit_subparsers(subparsers)
     if "alignment" in audit.choices:
         _extend_audit_alignment(audit.choices["alignment"])

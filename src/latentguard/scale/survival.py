@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import warnings
-from importlib import import_module
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -54,7 +51,7 @@ class SurvivalActor:
         import numpy as np  # deferred: numpy
 
         out_k, out_doc = [], []
-        for k, job in zip(batch["index"], batch["job"]):
+        for k, job in zip(batch["index"], batch["payload"]):
             recs = json.loads(str(job))
             f = self.fault
             if f and any(r["id"] == f.get("crash_on") for r in recs) and not Path(f["marker"]).exists():
@@ -72,36 +69,19 @@ def ray_survival_engine(args: argparse.Namespace, fault: dict | None = None):
     """An engine for :func:`latentguard.evaluate.survival.run_survival` with the Ray options of ``args``
     (``address``, ``num_actors``, ``cpus_per_actor``, ``gpus_per_actor``, ``max_restarts``, ``threads``)."""
     o = ActorOptions.of(args)
-    num_actors, cpus, gpus, retries, threads = o.num_actors, o.cpus, o.gpus, o.retries, o.threads
+    gpus, retries, threads = o.gpus, o.retries, o.threads
 
     def engine(jobs: Sequence[Sequence[SurvivalItem]], spec: dict) -> Iterator[tuple[int, list, list]]:
         if not jobs:
             return
-        records = [{"index": k, "job": json.dumps([_item_record(it) for it in job])} for k, job in enumerate(jobs)]
-        o.start()
-        rdata = import_module("ray.data")  # deferred: ray.data (heavy; imported only on this path)
-
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ctx = rdata.DataContext.get_current()
-        ctx.enable_progress_bars = False
+        payloads = [json.dumps([_item_record(it) for it in job]) for job in jobs]
         aspec = dict(spec)
         if gpus > 0 and aspec.get("device") in (None, "auto"):
             aspec["device"] = "cuda"
-        ds = rdata.from_items(records, override_num_blocks=len(records))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # see scale.protect: the restart options warn
-            out = ds.map_batches(
-                SurvivalActor, fn_constructor_kwargs={"spec": aspec, "threads": threads, "fault": fault},
-                batch_size=1, batch_format="numpy", num_cpus=cpus, num_gpus=gpus or None,
-                compute=rdata.ActorPoolStrategy(size=num_actors), max_restarts=retries, max_task_retries=retries)
         seen: set[int] = set()
-        for b in out.iter_batches(batch_size=None, batch_format="numpy"):
-            for k, doc in zip(b["index"], b["doc"]):
-                if int(k) in seen:
-                    continue
-                seen.add(int(k))
-                d = json.loads(str(doc))
-                yield int(k), d["rows"], d["images"]
+        for k, d in o.run_indexed(payloads, SurvivalActor, {"spec": aspec, "threads": threads, "fault": fault}):
+            seen.add(k)
+            yield k, d["rows"], d["images"]
         missing = sorted(set(range(len(jobs))) - seen)
         if missing:
             raise UserError(f"survival on Ray: {len(missing)} batch(es) lost after {retries} retries "
