@@ -285,3 +285,25 @@ def test_progress_is_the_engines_real_step_count(client, tmp_path):
     assert job.progress() == pytest.approx(_P_LOAD)
     job.steps_done = 3
     assert job.progress() == pytest.approx(_P_LOAD + (_P_PROTECT - _P_LOAD) * 0.75)
+
+
+def test_no_measure_server_returns_the_same_png_and_null_records(client, serve_config, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from latentguard.serve.app import create_app
+    from latentguard.serve.jobs import WorkerPool
+
+    cfg = serve_config.replace(data_dir=tmp_path / "bare", measure_records=False)
+    form = {"method": "pca+", "eps": "8/255", "steps": "1", "model": "zoo:vae-a"}
+    data = png_bytes(24, 24, seed=7)
+    ref = client.post("/v1/protect", files={"image": ("a.png", data)}, data=form)
+    pool = WorkerPool(cfg)
+    try:
+        with TestClient(create_app(cfg, pool=pool)) as bare:
+            r = bare.post("/v1/protect", files={"image": ("a.png", data)}, data=form)
+            assert r.status_code == 200 and ref.status_code == 200
+            assert r.content == ref.content  # the same pixels, the same PNG
+            f = bare.get(f"/v1/jobs/{r.headers['x-job-id']}").json()["figures"]
+    finally:
+        pool.stop()
+    assert f["loss_before"] is None and f["kl_after"] is None and f["psnr"] > 0

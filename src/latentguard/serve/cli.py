@@ -37,6 +37,7 @@ def _run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels, queue_size=args.queue_size, sync_wait_s=args.wait, job_timeout_s=args.job_timeout,
             ttl_s=args.ttl, default_steps=args.steps, max_steps=args.max_steps, preview_size=args.preview_size,
             preview_steps=args.preview_steps, threads=args.threads, device=args.device,
+            measure_records=not args.no_measure,
             **({"default_method": args.method} if args.method else {}),
         )
     except ValueError as exc:
@@ -85,4 +86,7 @@ def register(subparsers) -> None:
     p.add_argument("--preview-size", type=int, default=128, help="preview crop side in pixels (default: 128)")
     p.add_argument("--preview-steps", type=int, default=20, help="img2img steps of the preview, strength 0.5 (default: 20)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N (default: auto)")
+    p.add_argument("--no-measure", action="store_true",
+                   help="skip the before/after objective and KL of each result (null in the API; the fast "
+                        "protector then needs no surrogate pass: ~18x faster at 512 px on a CPU)")
     p.set_defaults(func=_run)

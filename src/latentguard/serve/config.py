@@ -76,6 +76,9 @@ class ServeConfig:
         preview_steps / preview_strength: img2img of the preview (``int(steps*strength)`` UNet calls).
         threads: torch CPU threads (None: torch's default).
         device: ``auto|cpu|cuda[:N]``.
+        measure_records: compute the protection's before/after objective and KL (the result's ``loss_*`` /
+            ``kl_*``); ``False`` skips those surrogate passes (``fast`` then runs no surrogate at all: 0.39 s
+            instead of 7.2 s at 512 px on the CPU, benchmarks/results/bench_fast.json) and returns them as null.
     """
 
     host: str = "127.0.0.1"
@@ -100,6 +103,7 @@ class ServeConfig:
     preview_strength: float = 0.5
     threads: int | None = None
     device: str = "auto"
+    measure_records: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -277,9 +277,11 @@ class WorkerPool:
         job.status, job.stage, job.started = "running", "loading models", time.time()
         x = load_image(job.upload, max_pixels=cfg.max_pixels)
         if needs_pipeline(p.method):
-            prot = get_protection(p.method, pipe=models.pipe(), eps=p.eps, steps=p.steps, seed=0)
+            prot = get_protection(p.method, pipe=models.pipe(), eps=p.eps, steps=p.steps, seed=0,
+                                  measure_records=cfg.measure_records)
         else:
-            prot = get_protection(p.method, vae=models.vae(p.model), eps=p.eps, steps=p.steps, seed=0)
+            prot = get_protection(p.method, vae=models.vae(p.model), eps=p.eps, steps=p.steps, seed=0,
+                                  measure_records=cfg.measure_records)
         self._check_deadline(job, "loading models")
         job.steps_done, job.steps_total = 0, int(getattr(prot, "steps", 0) or 0)
         t0 = time.monotonic()
@@ -305,8 +307,10 @@ class WorkerPool:
             "width": int(x.shape[-1]), "height": int(x.shape[-2]),
             "linf": rec.linf, "linf_255": round(rec.linf * 255, 3), "eps": p.eps, "eps_255": round(p.eps * 255, 3),
             "psnr": round(rec.psnr, 3), "ssim": round(float(ssim(y, x)[0]), 4),
-            "loss_before": rec.loss_before, "loss_after": rec.loss_after,
-            "kl_before": rec.kl_before, "kl_after": rec.kl_after, "protect_seconds": round(secs, 3),
+            # null when not measured (ServeConfig.measure_records=False): NaN is not JSON
+            **{k: (None if v != v else v) for k, v in (("loss_before", rec.loss_before), ("loss_after", rec.loss_after),
+                                                       ("kl_before", rec.kl_before), ("kl_after", rec.kl_after))},
+            "protect_seconds": round(secs, 3),
         }
         if p.preview:
             self._check_deadline(job, "saving")
