@@ -76,16 +76,12 @@ def test_an_engine_may_finish_units_in_any_order_and_results_are_the_local_ones(
     import dataclasses
 
     from latentguard.evaluate.config import BenchConfig
-    from latentguard.evaluate.runner import (RowBuffer, UnitRunner, _Ctx, build_scorers, load_bench_images,
-                                             run_bench)
-    from latentguard.evaluate.edits import ModelCache
+    from latentguard.evaluate.runner import RowBuffer, UnitRunner, run_bench
     from tqdm.auto import tqdm
 
     def backwards(cfg, out, units, done):
-        scorers, std = build_scorers(cfg, "cpu")
         buf = RowBuffer()
-        runner = UnitRunner(_Ctx(cfg, out, ModelCache("cpu", cfg.dtype), scorers, buf, set(done), std),
-                            load_bench_images(cfg))
+        runner = UnitRunner.for_config(cfg, out, buf, done)
         for k in reversed(range(len(units))):
             buf.rows = []
             counts = runner.run(units[k], tqdm(disable=True))

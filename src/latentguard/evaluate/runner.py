@@ -31,7 +31,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -168,14 +168,20 @@ def _text_for(edit: Any, caption: str) -> str:
     return p.replace("{caption}", caption)
 
 
-def build_scorers(cfg: BenchConfig, device: Any) -> tuple[Scorers, dict]:
-    """The scorers ``cfg``'s metrics need (embedder, standard metrics) and the standard metrics' status; a metric
-    that is unavailable here fails at once, naming its labelled stand-in."""
+def check_metrics(cfg: BenchConfig) -> dict:
+    """The standard metrics' status; a metric of ``cfg`` that is unavailable here fails at once, naming its
+    labelled stand-in (in the driver, whichever engine runs the units)."""
     std = _metrics.standard_metric_status()
     for m in cfg.metrics:
         if m in STANDARD_METRICS and not std[m]["available"]:
             raise ValueError(f"metric {m!r} is unavailable here: {std[m]['reason']}; "
                              f"use its labelled stand-in {std[m]['stand_in']!r}")
+    return std
+
+
+def build_scorers(cfg: BenchConfig, device: Any) -> tuple[Scorers, dict]:
+    """The scorers ``cfg``'s metrics need (embedder, standard metrics) and the standard metrics' status."""
+    std = check_metrics(cfg)
     standard = None
     if any(m in STANDARD_METRICS for m in cfg.metrics):
         standard = _metrics.StandardMetrics(device)
@@ -227,6 +233,16 @@ class UnitRunner:
         self.batches = _batches(images, ctx.cfg.batch_size)
         self.protections: dict[tuple, list] = {}
 
+    @classmethod
+    def for_config(cls, cfg: BenchConfig, out: str | Path, writer: Any, done: set | Sequence[str] = (),
+                   images: list[BenchImage] | None = None) -> "UnitRunner":
+        """A runner for ``cfg`` with its own models and scorers, writing rows to ``writer`` (the results file,
+        or a :class:`RowBuffer` in an actor) and skipping the cells in ``done``."""
+        device = resolve_device(cfg.device)
+        scorers, std = build_scorers(cfg, device)
+        ctx = _Ctx(cfg, Path(out), ModelCache(device, cfg.dtype), scorers, writer, set(done), std)
+        return cls(ctx, load_bench_images(cfg) if images is None else images)
+
     def run(self, unit: BenchUnit, bar: Any) -> dict[str, int]:
         """Run ``unit`` (rows go to the context's writer); returns the counts it added."""
         c = self.ctx
@@ -257,15 +273,16 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
     if fresh_start and (out / "images").is_dir():
         shutil.rmtree(out / "images")  # the cached protected images and edits of the earlier run
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
     images = load_bench_images(cfg)
-    scorers, std = build_scorers(cfg, device) if engine is None else (None, _metrics.standard_metric_status())
+    std = check_metrics(cfg)
+    writer = JsonlWriter(out / "results.jsonl", resume=resume)
+    done = writer.done_keys() if resume else set()
+    # the local runner loads its models and scorers before run.json is written, as a failing load should
+    runner = UnitRunner.for_config(cfg, out, writer, done, images) if engine is None else None
     write_manifest(out, command, cfg.to_dict(), cfg.seed, extra={
         "standard_metrics": std, "engine": getattr(engine, "engine_name", "custom") if engine else "local",
         "images": [{"id": im.id, "path": im.path, "caption": im.caption} for im in images],
     })
-    writer = JsonlWriter(out / "results.jsonl", resume=resume)
-    done = writer.done_keys() if resume else set()
     units = bench_units(cfg, images)
     batch_lens = [len(b) for b in _batches(images, cfg.batch_size)]
     # The bar counts what the summary line counts: cells, one per image x edit x purification of every
@@ -274,12 +291,10 @@ def run_bench(cfg: BenchConfig, out_dir: str | Path, *, resume: bool = False, pr
     bar = tqdm(total=total, desc="bench", unit="cell", disable=not progress, dynamic_ncols=True)
     counts = {"ok": 0, "error": 0, "skipped": 0, "unavailable": 0}
     try:
-        if engine is None:
-            ctx = _Ctx(cfg, out, ModelCache(device, cfg.dtype), scorers, writer, done, std)
-            runner = UnitRunner(ctx, images)
+        if runner is not None:
             for u in units:
-                runner.run(u, bar)
-            counts = {"ok": ctx.n_ok, "error": ctx.n_err, "skipped": ctx.n_skip, "unavailable": ctx.n_unavailable}
+                for name, v in runner.run(u, bar).items():
+                    counts[name] += v
         else:
             pending: dict[int, tuple[list[dict], dict]] = {}
             nxt = 0

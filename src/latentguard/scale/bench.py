@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 
 from latentguard.core.errors import UserError
 from latentguard.evaluate.config import BenchConfig
-from latentguard.evaluate.runner import BenchUnit, RowBuffer, UnitRunner, _Ctx, build_scorers, load_bench_images
+from latentguard.evaluate.runner import BenchUnit, RowBuffer, UnitRunner
 from latentguard.scale.runtime import ActorOptions
 
 
@@ -38,17 +38,13 @@ class BenchActor:
                  fault: dict | None = None) -> None:
         import torch  # deferred: torch
 
-        from latentguard.evaluate.edits import ModelCache
-        from latentguard.ops.runtime import resolve_device, seed_everything
+        from latentguard.ops.runtime import seed_everything
 
         if threads:
             torch.set_num_threads(int(threads))
         seed_everything(cfg.seed)
-        device = resolve_device(cfg.device)
-        scorers, std = build_scorers(cfg, device)
         self.buffer = RowBuffer()
-        ctx = _Ctx(cfg, Path(out_dir), ModelCache(device, cfg.dtype), scorers, self.buffer, set(done), std)
-        self.runner = UnitRunner(ctx, load_bench_images(cfg))
+        self.runner = UnitRunner.for_config(cfg, out_dir, self.buffer, done)
         self.fault = fault
 
     def __call__(self, batch: dict) -> dict:
