@@ -299,6 +299,15 @@ class Impress:
         return (x0 + delta.detach()).clamp(0, 1).to(images.device, images.dtype)
 
 
+def _noisy_shrink(images: torch.Tensor, std: float, factor: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Noisy upscaling's first half, shared by the real one and its stand-in: Gaussian noise ``std`` (none at 0),
+    then an antialiased bicubic x``factor`` down-scale; float32."""
+    h, w = images.shape[-2:]
+    x = gaussian_noise(images.float(), float(std), generator)
+    return F.interpolate(x, size=(max(1, h // factor), max(1, w // factor)), mode="bicubic", antialias=True,
+                         align_corners=False)
+
+
 @dataclass(frozen=True)
 class NoisyUpscale:
     """Noisy upscaling (Hönig et al. 2024): Gaussian noise ``std``, x4 down-scale, diffusion x4 upscaler."""
@@ -320,8 +329,8 @@ class NoisyUpscale:
     def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(images)
         h, w = images.shape[-2:]
-        noisy = GaussianNoise(self.std)(images.float(), generator=generator)
-        small = F.interpolate(noisy, size=(max(1, h // 4), max(1, w // 4)), mode="bicubic", antialias=True)
+        GaussianNoise(self.std)  # validates std (> 0), as before
+        small = _noisy_shrink(images, self.std, 4, generator)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
         gen = torch.Generator(device=self.pipe.device).manual_seed(seed)
         out = self.pipe(prompt=[""] * len(images), image=small.clamp(0, 1).to(self.pipe.device) * 2 - 1,
@@ -364,9 +373,7 @@ class NoisyUpscaleStandIn:
     def __call__(self, images: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check(images)
         h, w = images.shape[-2:]
-        x = gaussian_noise(images.float(), float(self.std), generator) if self.std else images.float()
-        small = F.interpolate(x, size=(max(1, h // self.factor), max(1, w // self.factor)), mode="bicubic",
-                              antialias=True, align_corners=False)
+        small = _noisy_shrink(images, self.std, self.factor, generator)
         up = F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
         return DiffPure(self.pipe, t_star=self.t_star, steps=self.steps)(up, generator=generator).to(images.dtype)
 
