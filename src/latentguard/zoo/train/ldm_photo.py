@@ -44,6 +44,7 @@ from latentguard.harden.crops import ImageCrops
 from latentguard.io.datasets import photos as _photos
 from latentguard.models.registry import weights_root
 from latentguard.models.text import token_states
+from latentguard.ops.schedules import warmup_cosine
 
 PHOTO_SOURCES = "nature:all+lomiri+lomiri20+sklearn"
 # Scales chosen so that 128 px crops reach whole scenes of the ~2000-6000 px wallpapers, as in the held-out
@@ -93,16 +94,11 @@ class LDMPhotoRecipe:
 RECIPE = LDMPhotoRecipe()
 
 
-def _cosine_lr(recipe: LDMPhotoRecipe, step: int) -> float:
-    """The learning rate of ``recipe``'s schedule after ``step`` steps (diffusers' warm-up + cosine)."""
-    if step < recipe.warmup:
-        return recipe.lr * step / max(1, recipe.warmup)
-    progress = (step - recipe.warmup) / max(1, recipe.steps - recipe.warmup)
-    return recipe.lr * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
-
-
 # Stage 2: the rest of stage 1's schedule from its EMA weights (see the module docstring).
-FINISH = LDMPhotoRecipe(seed=6, steps=RECIPE.steps - RECIPE.stop_at, lr=round(_cosine_lr(RECIPE, RECIPE.stop_at), 8),
+# (the lr stage 1's diffusers schedule had reached at stop_at: ops.schedules.warmup_cosine is that lambda)
+FINISH = LDMPhotoRecipe(seed=6, steps=RECIPE.steps - RECIPE.stop_at,
+                        lr=round(warmup_cosine(RECIPE.stop_at, warmup=RECIPE.warmup, total=RECIPE.steps,
+                                               base=RECIPE.lr), 8),
                         warmup=50, stop_at=None, max_minutes=150.0)
 
 
