@@ -189,6 +189,44 @@ def effect(protector, sizes) -> dict:
     return out
 
 
+REFINE_ALPHAS = (1, 2, 4, 6, 8, 12)  # /255
+
+
+def refine_sweep(protector, size: int = 64) -> dict:
+    """``fast --refine 5`` at several step sizes, beside ``pca+`` with the same 5 steps from delta=0 and ``pca+``
+    T=40 (the paper's alpha 2/255): PCA+'s loss per pixel on zoo:vae-a, the 8 held-out photos, 8-bit."""
+    import torch
+
+    from latentguard.models import load_vae
+    from latentguard.protect import get
+    from latentguard.protect.pca import pca_loss
+    from latentguard.samples import sample_images
+
+    vae = load_vae("zoo:vae-a")
+    x = sample_images(size)
+
+    def objective(xp):
+        with torch.no_grad():
+            mean, logvar = vae.encode((xp * 255).round() / 255)
+        return float((pca_loss(mean, logvar, 1.0) / (size * size)).mean())
+
+    noise = objective(get("random-noise", vae=vae, eps=EPS)(x))
+    ref = objective(get("pca+", vae=vae, eps=EPS, steps=40)(x))
+    rows = []
+    for a in REFINE_ALPHAS:
+        row = {"alpha_255": a}
+        for key, fn in (("fast_refine5", lambda: get("fast", protector=protector, vae=vae, eps=EPS, refine=5,
+                                                     alpha=a / 255)(x)),
+                        ("pca+_T5_from_zero", lambda: get("pca+", vae=vae, eps=EPS, steps=5, alpha=a / 255)(x))):
+            v = objective(fn())
+            row[key] = {"objective": v, "over_pca+_T40": (v - noise) / (ref - noise)}
+        rows.append(row)
+        print(f"refine sweep alpha {a}/255: " + json.dumps({k: round(v["over_pca+_T40"], 3) for k, v in row.items()
+                                                            if isinstance(v, dict)}), flush=True)
+    return {"size": size, "images": len(x), "objective_noise": noise, "objective_pca+_T40": ref,
+            "objective_fast": objective(get("fast", protector=protector, vae=vae, eps=EPS)(x)), "rows": rows}
+
+
 def ratios(eff: dict) -> dict:
     """fast / pca+ gains over random noise on each score (higher-is-stronger sign per score)."""
     sign = {"objective": 1, "recon_obj1_psnr_vs_input": 1, "img2img_obj1_psnr_vs_input": 1,
@@ -288,7 +326,8 @@ def main(argv=None) -> None:
     ap.add_argument("--effect-sizes", default="64")
     ap.add_argument("--no-sd", action="store_true", help="skip the SD-sized VAE")
     ap.add_argument("--k-steps", type=int, default=2, help="steps timed where T=40 is extrapolated")
-    ap.add_argument("--parts", default="speed,effect", help="speed, effect or both (a single part updates the JSON)")
+    ap.add_argument("--parts", default="speed,effect,refine", help="comma-separated: speed, effect, refine (the refine step-size sweep); "
+                    "fewer than all three update the JSON")
     ap.add_argument("--merge-speed", action="store_true",
                     help="replace only the speed rows measured now (VAE x size); keep the JSON's other rows")
     a = ap.parse_args(argv)
@@ -302,7 +341,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     parts = set(a.parts.split(","))
-    doc = json.loads(a.json.read_text()) if a.json.exists() and parts != {"speed", "effect"} else {}
+    doc = json.loads(a.json.read_text()) if a.json.exists() and not parts >= {"speed", "effect", "refine"} else {}
     g = load_protector(a.protector)
     run = {"command": "PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_fast.py " + " ".join(argv or sys.argv[1:]),
            "protector": a.protector, "loadavg_start": os.getloadavg()}
@@ -323,6 +362,8 @@ def main(argv=None) -> None:
             rows = [r for r in doc["speed"] if (r["vae"], r["size"]) not in new] + rows
             rows.sort(key=lambda r: (r["vae"] != "zoo:vae-a", r["vae"], r["size"]))
         doc["speed"] = rows
+    if "refine" in parts:
+        doc["refine_sweep"] = refine_sweep(g)
     if "effect" in parts:
         doc["effect"] = effect(g, [int(s) for s in a.effect_sizes.split(",")])
         doc["ratios"] = ratios(doc["effect"])

@@ -97,7 +97,33 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, vae_dir):
         (["--vae", vae_dir, "--data", str(data), "--crop-sizes", "30"], "multiples of 4"),
         (["--vae", vae_dir, "--data", str(data), "--eot", "jpeg:0-500"], "quality"),
         (["--vae", ",", "--data", str(data)], "--vae"),
+        (["--vae", vae_dir, "--data", str(data), "--scales", "0.5,0"], "scales"),
+        (["--vae", vae_dir, "--data", str(data), "--preset", "robust", "--eot", "jpeg:50-90"], "not both"),
     ]:
         assert main(["protector", "train", *argv, "--out", str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("latentguard: error:") and msg in err[0], err
+    with pytest.raises(SystemExit) as exc:  # argparse's own usage error
+        main(["protector", "train", "--vae", vae_dir, "--data", str(data), "--scales", "a", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "--scales: expected comma-separated numbers" in capsys.readouterr().err
+
+
+def test_cli_robust_preset_and_scales_reach_the_run(tmp_path, vae_dir):
+    """``--preset robust`` trains with EOT over ROBUST_EOT and ``--scales`` sets the crops' pyramid (run.json)."""
+    from PIL import Image
+
+    from latentguard.cli.app import main
+    from latentguard.ops.transforms import ROBUST_EOT
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, im in enumerate(_images(2, 48)):
+        Image.fromarray(im).save(data / f"{i}.png")
+    argv = ["protector", "train", "--vae", vae_dir, "--data", str(data), "--steps", "2", "--batch-size", "2",
+            "--crop-sizes", "16", "--channels", "4,8,8", "--blocks", "1", "--no-progress", "--device", "cpu"]
+    assert main([*argv, "--preset", "robust", "--scales", "1,0.5", "--out", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "run.json").read_text())["config"]
+    assert cfg["transforms"] == ROBUST_EOT and cfg["scales"] == [1.0, 0.5]
+    assert main([*argv, "--out", str(tmp_path / "d")]) == 0
+    cfg = json.loads((tmp_path / "d" / "run.json").read_text())["config"]
+    assert cfg["transforms"] == "" and cfg["scales"] == list(TrainConfig().scales)

@@ -32,6 +32,16 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return vals
+
+
 def _train(args: argparse.Namespace) -> int:
     # deferred: torch and diffusers (the training module imports them)
     from pathlib import Path
@@ -50,12 +60,19 @@ def _train(args: argparse.Namespace) -> int:
     if args.val_data and not Path(args.val_data).is_dir():
         raise UserError(f"--val-data {args.val_data}: not a folder of images")
     vaes = [v.strip() for v in args.vae.split(",") if v.strip()]
+    eot = args.eot or ""
+    if args.preset == "robust":
+        if args.eot:
+            raise UserError("--preset robust sets the EOT transforms itself; give --eot or --preset robust, not both")
+        from latentguard.ops.transforms import ROBUST_EOT  # deferred: torch
+
+        eot = ROBUST_EOT
     cfg = TrainConfig(vaes=vaes, objective=args.objective, eps=float(args.eps), steps=args.steps,
-                      batch_size=args.batch_size, crop_sizes=args.crop_sizes, lr=args.lr, warmup=args.warmup,
-                      transforms=args.eot or "", channels=args.channels, blocks=args.blocks, seed=args.seed,
+                      batch_size=args.batch_size, crop_sizes=args.crop_sizes,
+                      lr=args.lr, warmup=args.warmup, transforms=eot, channels=args.channels, blocks=args.blocks, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, val_every=args.val_every,
                       max_minutes=args.max_minutes, stop_at=args.stop_at, device=args.device, tile_size=args.tile_size,
-                      tile_overlap=args.tile_overlap)
+                      tile_overlap=args.tile_overlap, **({"scales": args.scales} if args.scales else {}))
     try:
         cfg.validate()
     except ValueError as exc:
@@ -101,6 +118,12 @@ def register(subparsers) -> None:
     q.add_argument("--warmup", type=int, default=50, help="warm-up steps (default 50)")
     q.add_argument("--eot", default=None, metavar="T1,T2",
                    help="EOT transforms, e.g. jpeg:50-90,resize,identity (one draw per step)")
+    q.add_argument("--preset", choices=("default", "robust"), default="default",
+                   help="robust: EOT over the purifications it should survive (JPEG q 50-95, resize 0.5-1: the "
+                        "encoder-only methods' robust preset)")
+    q.add_argument("--scales", type=_floats, default=None, metavar="S,S",
+                   help="resize factors in (0, 1] of the training images the crops come from "
+                        "(default 1,0.5,0.35,0.25,0.18,0.12)")
     q.add_argument("--channels", type=_ints, default=[16, 32, 64], metavar="C0,C1,C2",
                    help="widths at full, 1/2, 1/4 resolution (default 16,32,64)")
     q.add_argument("--blocks", type=int, default=2, help="residual blocks at 1/4 resolution (default 2)")

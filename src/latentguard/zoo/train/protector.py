@@ -46,6 +46,7 @@ from latentguard.io import datasets, save_image
 from latentguard.models.padding import pad_to_multiple
 from latentguard.models.protector import PRE_BOUND, Protector
 from latentguard.ops.runtime import SingleProcess, torch_generator
+from latentguard.ops.schedules import warmup_cosine
 from latentguard.ops.state import frozen
 from latentguard.ops.grid import make_grid
 from latentguard.ops.transforms import parse_transforms, resize_center_crop
@@ -67,6 +68,8 @@ class TrainConfig:
         steps: optimisation steps (the learning-rate schedule spans them).
         batch_size: crops per step.
         crop_sizes: crop sides (pixels, multiples of 4 and of the VAEs' factor); step ``t`` uses ``crop_sizes[t % n]``.
+        scales: resize factors of the training images the crops are drawn from (:class:`ImageCrops`); small ones
+            let a crop see a whole scene, as a protected thumbnail does.
         lr, warmup: Adam learning rate and linear warm-up steps (then cosine to 5%).
         transforms: EOT transforms (``"jpeg:50-90,resize,identity"``); empty: none.
         pre_penalty: weight of ``mean(relu(|pre| - 3)^2)`` on G's pre-tanh output (keeps it out of deep saturation;
@@ -86,6 +89,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 8
     crop_sizes: list[int] = field(default_factory=lambda: [64, 96, 128])
+    scales: list[float] = field(default_factory=lambda: list(CROP_SCALES))
     lr: float = 2e-3
     warmup: int = 50
     transforms: str = ""
@@ -116,6 +120,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         if not self.crop_sizes or any(isinstance(c, bool) or not isinstance(c, int) or c < 16 or c % 4 for c in self.crop_sizes):
             raise ValueError(f"crop sizes must be ints >= 16 and multiples of 4, got {self.crop_sizes!r}")
+        if not self.scales or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1
+                                  for v in self.scales):
+            raise ValueError(f"scales must be numbers in (0, 1], got {self.scales!r}")
         if len(self.channels) != 3 or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.channels):
             raise ValueError(f"channels must be 3 positive ints, got {self.channels!r}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 1):
@@ -127,11 +134,9 @@ class TrainConfig:
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from ``lr`` to ``0.05 lr`` at ``steps``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / (cfg.warmup + 1)
-    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac))))
+    """The lr of (0-based) ``step``: :func:`~latentguard.ops.schedules.warmup_cosine` at ``step + 1``, a linear
+    warm-up to ``lr`` over ``warmup`` steps, then cosine to ``0.05 lr`` at ``steps``."""
+    return warmup_cosine(step + 1, warmup=cfg.warmup, total=cfg.steps, min_ratio=0.05, base=cfg.lr)
 
 
 def _accelerator(use: bool, device: torch.device):
@@ -342,7 +347,7 @@ def train_protector(cfg: TrainConfig, data, out: str | Path, *, val_data=None, r
                   tile_overlap=cfg.tile_overlap).to(dev)
     opt = torch.optim.Adam(g.parameters(), lr=cfg.lr)
     levels: dict = {}
-    samplers = [ImageCrops(arrays, c, seed=cfg.seed * 1000 + 17 * i + acc.process_index, scales=CROP_SCALES,
+    samplers = [ImageCrops(arrays, c, seed=cfg.seed * 1000 + 17 * i + acc.process_index, scales=tuple(cfg.scales),
                            levels=levels) for i, c in enumerate(cfg.crop_sizes)]
     gen = torch_generator(cfg.seed + 7 + acc.process_index, "cpu")
     start, history = 0, []
@@ -462,9 +467,9 @@ RECIPE = {
     "name": "protector-a",
     "train_photos": "nature:all+lomiri",
     "val_photos": "lomiri20",
-    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=800, batch_size=6,
-                          crop_sizes=[64, 96], lr=1e-3, warmup=50, transforms="", channels=[16, 32, 64],
-                          blocks=2, seed=0, checkpoint_every=100, val_every=100, max_minutes=30.0, device="cpu"),
+    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=1200, batch_size=6,
+                          crop_sizes=[64, 96], lr=1e-3, warmup=50, transforms="", channels=[32, 64, 128],
+                          blocks=2, seed=0, checkpoint_every=100, val_every=100, max_minutes=0.0, device="cpu"),
 }
 
 
