@@ -13,7 +13,8 @@ Parts (each merges its section into ``benchmarks/results/survival.json``):
 * ``main64``: every default purifier at 64 px for pca+, pca+ robust, photoguard-enc, photoguard-enc robust, mist,
   random noise (a control: its tiny effect is what a purifier should remove) and the fast protector when the
   registry has one (``fast``);
-* ``main256``: fewer images and purifiers at 256 px (the CPU's budget), the same methods less the controls.
+* ``main256``: fewer images and purifiers at 256 px (the CPU's budget), the same methods less the controls;
+  ``--section main256_all`` holds a 256 px run with every default purifier (the methods it had time for).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/survival.py --part select
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/survival.py --part main64
@@ -165,7 +166,7 @@ def part_main(args, size: int) -> None:
                                 "mist:default"] + (["random-noise:default"] if size <= 64 else []))
     if not args.methods and "fast" in protect.available():  # the fast protector joins the default list
         methods.append("fast:default")
-    section = f"main{size}"
+    section = args.section or f"main{size}"
     res: dict = {"images": ids, "size": size, "surrogate": SURROGATE, "target": TARGET, "eps": "16/255",
                  "edits": list(model.edits),
                  "steps": 40, "purifications": [{"name": p.name, "unavailable": getattr(p, "reason", None)}
@@ -196,13 +197,13 @@ def table(doc: dict | None = None) -> str:
     """docs/survival.md's tables from ``survival.json`` (also rendered by ``benchmarks/render_docs.py``)."""
     doc = json.loads(OUT.read_text()) if doc is None else doc
     lines = []
-    for section in ("main64", "main256"):
-        if section not in doc:
-            continue
+    mains = [k for k in doc if k.startswith("main") and isinstance(doc[k], dict) and "size" in doc[k]]
+    for section in sorted(mains, key=lambda k: (doc[k]["size"], k != f"main{doc[k]['size']}", k)):
         d = doc[section]
         purifs = [p["name"] for p in d["purifications"]]
         for edit in [e for e in ("img2img", "recon") if e in d.get("edits", ("img2img", "recon"))]:
-            lines += [f"**{d['size']} px, {edit}** ({len(d['images'])} photos; retained on each method's own "
+            extra = "" if section == f"main{d['size']}" else f", section `{section}`"
+            lines += [f"**{d['size']} px, {edit}** ({len(d['images'])} photos{extra}; retained on each method's own "
                       "objective, mean over the photos where it is defined; `obj2` = on Objective 2):", "",
                       "| method | no purification: PSNR(f(x_p), f(x)) | " + " | ".join(purifs) + " |",
                       "|---|---:|" + "---:|" * len(purifs)]
@@ -255,6 +256,9 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=None, help="METHOD[:PRESET] ...")
     ap.add_argument("--purify", default=None, help="comma-separated purifications (default: the survival defaults)")
     ap.add_argument("--gridpure-iterations", type=int, default=20)
+    ap.add_argument("--section", default=None,
+                    help="main: the JSON section to merge into (default main64 / main256); a run with other photos or "
+                         "purifications than the section's replaces it")
     ap.add_argument("--edits", nargs="*", default=None, help="main: only these edits (recon, img2img)")
     ap.add_argument("--candidates", nargs="*", default=None, help="select: only these candidate labels")
     ap.add_argument("--table", action="store_true", help="print the docs table from the JSON")
