@@ -122,3 +122,26 @@ def shift_table(d: dict) -> str:
     for r in d["shift"]:
         out.append(_row([f"{r['eps']}, {r['steps']} steps", r["n"], f"{100 * r['mean_reduction']:.1f}%"]))
     return "\n".join(out) + "\n"
+
+
+def implosion_table(d: dict) -> str:
+    """docs/poison.md's fine-tuned-model outcomes from ``latentguard implosion``'s ``summary.json`` (mean ± std
+    over seeds per k; the ``base`` row is the model before any fine-tuning)."""
+    cols = (("acc_clean", 3), ("acc_poisoned", 2), ("asr", 2), ("acc_all", 3), ("sim_clean", 3))
+
+    def cell(s: dict | None, digits: int) -> str:
+        if not s or not s.get("n") or s["mean"] != s["mean"]:  # absent, or NaN (no poisoned prompt at k = 0)
+            return "-"
+        return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+    out = [_row(["k", "acc, clean prompts", "acc, poisoned prompts", "attack success", "acc, all prompts",
+                 "cosine, clean"]), "|---|---|---|---|---|---|"]
+    if d.get("base"):
+        out.append(_row(["pretrained (no fine-tune)"] + [cell(d["base"].get(m), n) for m, n in cols]))
+    for c in d["curves"]:
+        out.append(_row([c["k"]] + [cell(c.get(m), n) for m, n in cols]))
+    cfg = d.get("config", {})
+    seeds = cfg.get("seeds") or sorted({c["n_seeds"] for c in d["curves"]})
+    out += ["", f"Mean ± std over seeds {', '.join(str(s) for s in seeds)}; "
+            f"{d.get('seconds_total_this_call', float('nan')):.0f} s for the run on the shared CPU."]
+    return "\n".join(out) + "\n"

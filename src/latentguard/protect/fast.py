@@ -72,7 +72,9 @@ class FastProtection(Protection):
             the engine runs ``refine`` steps.
         vae: surrogate(s) for the records and for ``refine``; default: the VAEs the protector was trained on.
         eps: budget; ``G``'s ``tanh`` output is scaled to it (the protector was trained at its config's ``eps``).
-        alpha: step of the refinement (default 1/255: a refinement starts near a good point).
+        alpha: step of the refinement (default ``eps / 2``, 8/255 at 16/255: measured best of 1-12/255 for
+            ``refine=5`` on the bundled protector, ``benchmarks/bench_fast.py --parts refine``; the earlier 1/255
+            reached 74% of pca+ T=40 where ``eps / 2`` reaches 97%).
         (and every engine argument of :class:`~latentguard.protect.engine.Protection`)
     """
 
@@ -82,7 +84,7 @@ class FastProtection(Protection):
     edit_objective: ClassVar[int] = 1
     protector: Any = field(default=DEFAULT_PROTECTOR, compare=False)
     refine: int = 0
-    alpha: float = 1 / 255
+    alpha: float | None = None
     steps: int = 0
 
     def __post_init__(self) -> None:
@@ -98,6 +100,9 @@ class FastProtection(Protection):
         if self.vae is None:
             set_("vae", list(g.config.vaes))
         set_("steps", int(self.refine))
+        if self.alpha is None:  # the refinement's step: half the budget (see the class docstring)
+            eps_ok = isinstance(self.eps, (int, float)) and not isinstance(self.eps, bool)
+            set_("alpha", float(self.eps) / 2 if eps_ok else 1 / 255)  # a bad eps is refused just below
         super().__post_init__()
         g.to(self.device)
         base = build_base(str(g.config.base), self.vaes, self.eps, alpha=self.alpha, steps=self.refine)
