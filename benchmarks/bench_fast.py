@@ -310,6 +310,15 @@ def render(d: dict) -> str:
                     i2 = f"{r['img2img_obj2_psnr_vs_clean_edit']:.2f}" if "img2img_obj2_psnr_vs_clean_edit" in r else "–"
                     lines.append(f"| {s} | {t} | {p} | {m} | {r['objective']:.4f} | {r['recon_obj1_psnr_vs_input']:.2f} | "
                                  f"{r['recon_obj2_psnr_vs_clean_edit']:.2f} | {i1} | {i2} |")
+    if "refine_sweep" in d:
+        rs = d["refine_sweep"]
+        lines += ["", f"Refinement step size ({rs['images']} held-out photos at {rs['size']} px, zoo:vae-a; share of pca+ "
+                  "T=40's gain over random noise on PCA+'s loss; `fast` alone: "
+                  f"{(rs['objective_fast'] - rs['objective_noise']) / (rs['objective_pca+_T40'] - rs['objective_noise']):.3f}):",
+                  "", "| alpha | fast --refine 5 | pca+ T=5 from delta = 0 |", "|---:|---:|---:|"]
+        for r in rs["rows"]:
+            lines.append(f"| {r['alpha_255']}/255 | {r['fast_refine5']['over_pca+_T40']:.3f} | "
+                         f"{r['pca+_T5_from_zero']['over_pca+_T40']:.3f} |")
     lines += ["", "Targets (issue 18; measured value, target in the name):", "", "| target | measured |", "|---|---:|"]
     for k, v in d["targets"].items():
         lines.append(f"| {k} | {'–' if v is None else f'{v:.3g}'} |")

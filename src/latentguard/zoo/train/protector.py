@@ -467,9 +467,10 @@ RECIPE = {
     "name": "protector-a",
     "train_photos": "nature:all+lomiri",
     "val_photos": "lomiri20",
-    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=1200, batch_size=6,
-                          crop_sizes=[64, 96], lr=1e-3, warmup=50, transforms="", channels=[32, 64, 128],
-                          blocks=2, seed=0, checkpoint_every=100, val_every=100, max_minutes=0.0, device="cpu"),
+    "config": TrainConfig(vaes=["zoo:vae-a"], objective="pca+", eps=16 / 255, steps=6000, batch_size=6,
+                          crop_sizes=[64, 96, 128], scales=[*CROP_SCALES, 0.09, 0.065, 0.045], lr=1e-3, warmup=50,
+                          transforms="", channels=[16, 32, 64], blocks=2, seed=0, checkpoint_every=500,
+                          val_every=250, max_minutes=0.0, device="cpu"),
 }
 
 
