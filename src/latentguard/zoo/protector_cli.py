@@ -22,24 +22,23 @@ OBJECTIVES = ("pca+", "pca-", "pca-adaptive", "photoguard-enc", "pid")
 _number = cli_number("16/255 or 0.0627")
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        vals = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return vals
+def _comma_list(convert, what: str):
+    """An argparse type: comma-separated values through ``convert`` (``what`` names them in the error)."""
+
+    def parse(text: str) -> list:
+        try:
+            vals = [convert(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}s, got {text!r}") from None
+        if not vals:
+            raise argparse.ArgumentTypeError(f"expected at least one {what}")
+        return vals
+
+    return parse
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        vals = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
+_ints = _comma_list(int, "integer")
+_floats = _comma_list(float, "number")
 
 
 def _train(args: argparse.Namespace) -> int:
