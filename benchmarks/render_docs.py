@@ -69,6 +69,7 @@ BLOCKS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "poison_calibration": ("ad_calibration.json", "poison_tables:calibration_table"),
     "poison_scale": ("poison_ad_cpu.json", "poison_tables:scale_table"),
     "poison_implosion_ad": ("implosion_ad.json", "poison_tables:implosion_ad_table"),
+    "poison_implosion": ("implosion_summary.json", "poison_tables:implosion_table"),
     "poison_ranking": ("poison_ranking.json", "poison_tables:ranking_table"),
     "poison_shift": ("poison_ranking.json", "poison_tables:shift_table"),
     # docs/survival.md
