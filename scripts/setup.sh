@@ -29,15 +29,16 @@ apt_retry() {
 }
 apt_install() { apt_retry apt-get update -qq && apt_retry apt-get install -y -qq --no-install-recommends "$@"; }
 
-# Real training/evaluation data from Debian (Fashion-MNIST, the nature photos): needed by the privacy
+# Real training/evaluation data from Debian (Fashion-MNIST, the nature photos, gcompris-qt-data's photographs): needed by the privacy
 # audit of zoo:t2i-members, the poisoning experiments and to rebuild the zoo. Not needed to load the zoo.
 # Setup fails (non-zero, saying what to run) when they cannot be installed; SETUP_SKIP_DATA=1 sets up without them.
 # SETUP_DATA_ROOT (default /usr/share) is where the packages put their files.
-DATA_PKGS="dataset-fashion-mnist mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04"
+DATA_PKGS="dataset-fashion-mnist mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 gcompris-qt-data"
 DATA_ROOT=${SETUP_DATA_ROOT:-/usr/share}
 data_present() {
   [ -d "$DATA_ROOT/datasets/fashion-mnist" ] && [ -d "$DATA_ROOT/backgrounds/mate/nature" ] \
-    && [ -f "$DATA_ROOT/backgrounds/umang_by_Abhishek_Mudgal.jpg" ] && [ -f "$DATA_ROOT/backgrounds/Kleiber_by_Lukas_Baubkus.jpg" ]
+    && [ -f "$DATA_ROOT/backgrounds/umang_by_Abhishek_Mudgal.jpg" ] && [ -f "$DATA_ROOT/backgrounds/Kleiber_by_Lukas_Baubkus.jpg" ] \
+    && [ -f "$DATA_ROOT/gcompris-qt/rcc/explore_monuments.rcc" ]
 }
 if ! data_present && [ "${SETUP_SKIP_DATA:-0}" != 1 ]; then
   why=""

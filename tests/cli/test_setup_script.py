@@ -32,8 +32,9 @@ def _run(tmp_path: Path, *, locked_times: int, then: str, wait_s: int = 3) -> tu
     calls = tmp_path / "calls"
     fake = tmp_path / "bin"
     _exe(fake / "id", 'if [ "${1:-}" = "-u" ]; then echo 0; else /usr/bin/id "$@"; fi\n')
-    install = (f'mkdir -p "{data}/datasets/fashion-mnist" "{data}/backgrounds/mate/nature"; '
-               f'touch "{data}/backgrounds/umang_by_Abhishek_Mudgal.jpg" "{data}/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"')
+    install = (f'mkdir -p "{data}/datasets/fashion-mnist" "{data}/backgrounds/mate/nature" "{data}/gcompris-qt/rcc"; '
+               f'touch "{data}/backgrounds/umang_by_Abhishek_Mudgal.jpg" "{data}/backgrounds/Kleiber_by_Lukas_Baubkus.jpg" '
+               f'"{data}/gcompris-qt/rcc/explore_monuments.rcc"')
     outcome = {"ok": f"{install}; exit 0", "missing": 'echo "E: Unable to locate package dataset-fashion-mnist"; exit 100'}
     _exe(fake / "apt-get", f'''echo "$@" >> "{calls}"
 n=$(wc -l < "{calls}")

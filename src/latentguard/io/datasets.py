@@ -11,6 +11,11 @@ Sources (every one installable from a package registry; licences recorded in the
   Ubuntu 18.04 community wallpaper contest: CC-BY-4.0 (Aitzol Berasategi x5, Trevor "Freespace" x2, Abhishek
   Mudgal, Jakub Mede), CC-BY-SA-4.0 (Peter Nerlich x3, Sander Klootwijk, "Bolly") and CC0-1.0 (Clemens
   Engelhardt), per the package's copyright file. Extra training data of ``vae-a``'s stage 2 only.
+* ``gcompris`` 115 photographs from Debian's ``gcompris-qt-data`` (``/usr/share/gcompris-qt/rcc``, packed in
+  the activities' Qt resource files, read by :mod:`latentguard.io.qtres`): the animals, farm animals,
+  world-music and monuments photos of five activities (:data:`GCOMPRIS_PHOTO_FOLDERS`), each at least 256 px;
+  licences per file in the package's copyright file (GPL-3+, CC-BY / CC-BY-SA 2.0-4.0, GFDL, public domain;
+  Wikimedia Commons sources). Not yet in any bundled model's training data.
 * ``holdout`` CC0 / public-domain photos shipped in scikit-image (astronaut, coffee, chelsea, rocket,
   hubble_deep_field, motorcycle_left, retina, immunohistochemistry). Never used in training: the VAEs'
   held-out quality figures are measured on them.
@@ -33,6 +38,7 @@ import numpy as np
 NATURE_DIR = Path(os.environ.get("LATENTGUARD_NATURE_DIR", "/usr/share/backgrounds/mate/nature"))
 LOMIRI_DIR = Path(os.environ.get("LATENTGUARD_LOMIRI_DIR", "/usr/share/backgrounds"))
 FASHION_DIR = Path(os.environ.get("LATENTGUARD_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
+GCOMPRIS_DIR = Path(os.environ.get("LATENTGUARD_GCOMPRIS_DIR", "/usr/share/gcompris-qt/rcc"))
 
 NATURE_FILES = (
     "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "Garden.jpg", "GreenMeadow.jpg",
@@ -47,6 +53,16 @@ LOMIRI_FILES = (
 )
 # The two photographs of lomiri-wallpapers-20.04 (the other two files there are illustrations), CC-BY-SA-3.0.
 LOMIRI20_FILES = ("Kleiber_by_Lukas_Baubkus.jpg", "Infinite-Sea_by_Aury88.jpg")
+# gcompris-qt-data: the resource file of each activity and the folders in it that hold photographs (the other
+# activities' images are drawings, paintings or renders; details/ mixes photos and paintings and is left out).
+GCOMPRIS_PHOTO_FOLDERS = {
+    "erase.rcc": ("erase/resource/",),
+    "explore_world_animals.rcc": ("explore_world_animals/resource/animals/",),
+    "explore_farm_animals.rcc": ("explore_farm_animals/resource/animals/",),
+    "explore_world_music.rcc": ("explore_world_music/resource/music/",),
+    "explore_monuments.rcc": ("explore_monuments/resource/",),
+}
+GCOMPRIS_MIN_SIDE = 256
 HOLDOUT_PHOTOS = (
     "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "motorcycle_left", "retina",
     "immunohistochemistry",
@@ -116,7 +132,7 @@ def lomiri20_photos() -> list[np.ndarray]:
 
 def photos(spec: str) -> list[np.ndarray]:
     """The photo collections named by ``spec``, ``+``-joined: ``nature:all|even|odd``, ``lomiri``, ``lomiri20``,
-    ``sklearn`` (e.g. ``"nature:all+lomiri"``, vae-a's stage 2), as uint8 HxWx3 arrays in that order."""
+    ``sklearn``, ``gcompris`` (e.g. ``"nature:all+lomiri"``, vae-a's stage 2), as uint8 HxWx3 arrays in that order."""
     out: list[np.ndarray] = []
     for part in spec.split("+"):
         if part.startswith("nature:"):
@@ -127,9 +143,38 @@ def photos(spec: str) -> list[np.ndarray]:
             out += lomiri20_photos()
         elif part == "sklearn":
             out += sklearn_photos()
+        elif part == "gcompris":
+            out += gcompris_photos()
         else:
             raise ValueError(f"unknown photo source {part!r}")
     return out
+
+
+def gcompris_photos(min_side: int = GCOMPRIS_MIN_SIDE) -> list[np.ndarray]:
+    """The photographs of ``gcompris-qt-data`` (:data:`GCOMPRIS_PHOTO_FOLDERS`) with both sides >= ``min_side``,
+    as uint8 HxWx3 arrays, in resource-path order."""
+    import io
+
+    from PIL import Image
+
+    from latentguard.io.qtres import read_qt_resources
+
+    missing = [n for n in GCOMPRIS_PHOTO_FOLDERS if not (GCOMPRIS_DIR / n).is_file()]
+    if missing:
+        raise DataUnavailableError(
+            f"{GCOMPRIS_DIR / missing[0]} not found: install Debian's gcompris-qt-data "
+            "(apt-get install gcompris-qt-data) or set LATENTGUARD_GCOMPRIS_DIR"
+        )
+    found: dict[str, np.ndarray] = {}
+    for rcc, folders in GCOMPRIS_PHOTO_FOLDERS.items():
+        for path, data in read_qt_resources(GCOMPRIS_DIR / rcc).items():
+            rel = path.split("/activities/", 1)[-1]
+            if not rel.startswith(folders) or not rel.lower().endswith((".webp", ".jpg", ".jpeg", ".png")):
+                continue
+            with Image.open(io.BytesIO(data)) as im:
+                if min(im.size) >= min_side:
+                    found[rel] = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return [found[k] for k in sorted(found)]
 
 
 def sklearn_photos() -> list[np.ndarray]:
