@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latentguard.io.qtres import read_qt_resources
+
 NATURE_DIR = Path(os.environ.get("LATENTGUARD_NATURE_DIR", "/usr/share/backgrounds/mate/nature"))
 LOMIRI_DIR = Path(os.environ.get("LATENTGUARD_LOMIRI_DIR", "/usr/share/backgrounds"))
 FASHION_DIR = Path(os.environ.get("LATENTGUARD_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -156,8 +158,6 @@ def gcompris_photos(min_side: int = GCOMPRIS_MIN_SIDE) -> list[np.ndarray]:
     import io
 
     from PIL import Image
-
-    from latentguard.io.qtres import read_qt_resources
 
     missing = [n for n in GCOMPRIS_PHOTO_FOLDERS if not (GCOMPRIS_DIR / n).is_file()]
     if missing:
