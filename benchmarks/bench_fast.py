@@ -130,15 +130,25 @@ def speed(vae_name: str, vae, protector, sizes, full_upto: int, k_steps: int) ->
     return rows
 
 
-def effect(protector, sizes) -> dict:
+def pca_objective(vae, x) -> float:
+    """PCA+'s loss per pixel (v = 1) of ``vae``'s posterior on the images ``x``, mean over the batch: the
+    objective every effect figure of this benchmark reports."""
     import torch
+
+    from latentguard.protect.pca import pca_loss
+
+    with torch.no_grad():
+        mean, logvar = vae.encode(x)
+    return float((pca_loss(mean, logvar, 1.0) / (x.shape[-2] * x.shape[-1])).mean())
+
+
+def effect(protector, sizes) -> dict:
 
     from latentguard.evaluate.edits import Img2Img, VAEReconstruction
     from latentguard.models import load_pipeline, load_vae
     from latentguard.ops.metrics import psnr
     from latentguard.ops.transforms import jpeg_pil
     from latentguard.protect import get
-    from latentguard.protect.pca import pca_loss
     from latentguard.samples import sample_images
 
     vae_a = load_vae("zoo:vae-a")
@@ -170,11 +180,8 @@ def effect(protector, sizes) -> dict:
                 cell = {}
                 for m, xp in prot.items():
                     xin = xp if purif == "none" else jpeg_pil(xp, 75)
-                    with torch.no_grad():
-                        mean, logvar = vae.encode(xin)
-                        loss = pca_loss(mean, logvar, 1.0) / (s * s)
                     f = rec(xin, seeds=seeds)
-                    r = {"objective": float(loss.mean()),
+                    r = {"objective": pca_objective(vae, xin),
                          "recon_obj1_psnr_vs_input": float(psnr(f, x).mean()),
                          "recon_obj2_psnr_vs_clean_edit": float(psnr(f, f_clean).mean())}
                     if i2i:
@@ -195,20 +202,15 @@ REFINE_ALPHAS = (1, 2, 4, 6, 8, 12)  # /255
 def refine_sweep(protector, size: int = 64) -> dict:
     """``fast --refine 5`` at several step sizes, beside ``pca+`` with the same 5 steps from delta=0 and ``pca+``
     T=40 (the paper's alpha 2/255): PCA+'s loss per pixel on zoo:vae-a, the 8 held-out photos, 8-bit."""
-    import torch
-
     from latentguard.models import load_vae
     from latentguard.protect import get
-    from latentguard.protect.pca import pca_loss
     from latentguard.samples import sample_images
 
     vae = load_vae("zoo:vae-a")
     x = sample_images(size)
 
     def objective(xp):
-        with torch.no_grad():
-            mean, logvar = vae.encode((xp * 255).round() / 255)
-        return float((pca_loss(mean, logvar, 1.0) / (size * size)).mean())
+        return pca_objective(vae, (xp * 255).round() / 255)  # 8-bit, as saved PNGs
 
     noise = objective(get("random-noise", vae=vae, eps=EPS)(x))
     ref = objective(get("pca+", vae=vae, eps=EPS, steps=40)(x))
