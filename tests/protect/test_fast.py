@@ -148,3 +148,14 @@ def test_cli_bad_fast_options_are_one_line_errors(tmp_path, capsys):
         assert main(["protect", img, *argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("latentguard: error:") and msg in err[0], err
+
+
+def test_scales_help_names_the_training_default(capsys):
+    """protector_cli stays torch-free, so its --scales help spells the default out; it must be TrainConfig's."""
+    from latentguard.cli.app import main
+    from latentguard.zoo.train.protector import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["protector", "train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(default " + ",".join(f"{v:g}" for v in TrainConfig().scales) + ")" in help_text
