@@ -140,8 +140,7 @@ def implosion_table(d: dict) -> str:
         out.append(_row(["pretrained (no fine-tune)"] + [cell(d["base"].get(m), n) for m, n in cols]))
     for c in d["curves"]:
         out.append(_row([c["k"]] + [cell(c.get(m), n) for m, n in cols]))
-    cfg = d.get("config", {})
-    seeds = cfg.get("seeds") or sorted({c["n_seeds"] for c in d["curves"]})
+    seeds = d["config"]["seeds"]  # summary.json always records its config
     out += ["", f"Mean ± std over seeds {', '.join(str(s) for s in seeds)}; "
             f"{d.get('seconds_total_this_call', float('nan')):.0f} s for the run on the shared CPU."]
     return "\n".join(out) + "\n"
