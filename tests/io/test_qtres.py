@@ -84,3 +84,39 @@ def test_gcompris_photos_from_the_installed_package():
     assert len(photos) >= 100
     assert all(p.dtype.name == "uint8" and p.ndim == 3 and p.shape[2] == 3 and min(p.shape[:2]) >= 256 for p in photos)
     assert len(datasets.photos("gcompris")) == len(photos)
+
+
+def test_gcompris_licences_match_by_stem_last_paragraph_wins(tmp_path):
+    """DEP-5 matching as the loader needs it: the rcc's .webp matches the copyright file's .jpg by stem, a
+    glob matches, the last matching paragraph wins, ``Files: *`` is the fallback, and the pattern is reported."""
+    cf = tmp_path / "copyright"
+    cf.write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: The authors\nLicense: GPL-3+\n\n"
+        "Files: src/activities/erase/resource/cat1.jpg\n       src/activities/erase/resource/maki*.jpg\n"
+        "Copyright: A. Photographer\n           and another\nLicense: CC-BY-SA-3.0\n comment text\n\n"
+        "Files: src/activities/erase/resource/maki2.jpg\nCopyright: B\nLicense: public-domain\n"
+    )
+    got = datasets.gcompris_licences(["erase/resource/cat1.webp", "erase/resource/maki1.webp",
+                                      "erase/resource/maki2.webp", "erase/resource/dog.webp"], copyright_file=cf)
+    assert got["erase/resource/cat1.webp"] == {"license": "CC-BY-SA-3.0", "copyright": "A. Photographer and another",
+                                               "files": "src/activities/erase/resource/cat1.jpg"}
+    assert got["erase/resource/maki1.webp"]["license"] == "CC-BY-SA-3.0"
+    assert got["erase/resource/maki2.webp"]["license"] == "public-domain"
+    assert got["erase/resource/dog.webp"] == {"license": "GPL-3+", "copyright": "The authors", "files": "*"}
+    with pytest.raises(datasets.DataUnavailableError, match="gcompris-qt-data"):
+        datasets.gcompris_licences(["x.webp"], copyright_file=tmp_path / "missing")
+
+
+def test_ldm_photo_licence_page_is_current():
+    """The card's licence page is what ``--write-licences`` renders from the installed package."""
+    try:
+        from latentguard.io.datasets import gcompris_photo_paths
+
+        gcompris_photo_paths()
+    except datasets.DataUnavailableError as e:
+        pytest.skip(str(e))
+    from latentguard.models.registry import cards_root
+    from latentguard.zoo.train.ldm_photo import LICENCES_CARD, licence_table
+
+    assert (cards_root() / LICENCES_CARD).read_text() == licence_table()

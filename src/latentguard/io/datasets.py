@@ -41,6 +41,7 @@ NATURE_DIR = Path(os.environ.get("LATENTGUARD_NATURE_DIR", "/usr/share/backgroun
 LOMIRI_DIR = Path(os.environ.get("LATENTGUARD_LOMIRI_DIR", "/usr/share/backgrounds"))
 FASHION_DIR = Path(os.environ.get("LATENTGUARD_FASHION_DIR", "/usr/share/datasets/fashion-mnist"))
 GCOMPRIS_DIR = Path(os.environ.get("LATENTGUARD_GCOMPRIS_DIR", "/usr/share/gcompris-qt/rcc"))
+GCOMPRIS_COPYRIGHT = Path(os.environ.get("LATENTGUARD_GCOMPRIS_COPYRIGHT", "/usr/share/doc/gcompris-qt-data/copyright"))
 
 NATURE_FILES = (
     "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "Garden.jpg", "GreenMeadow.jpg",
@@ -154,7 +155,16 @@ def photos(spec: str) -> list[np.ndarray]:
 
 def gcompris_photos(min_side: int = GCOMPRIS_MIN_SIDE) -> list[np.ndarray]:
     """The photographs of ``gcompris-qt-data`` (:data:`GCOMPRIS_PHOTO_FOLDERS`) with both sides >= ``min_side``,
-    as uint8 HxWx3 arrays, in resource-path order."""
+    as uint8 HxWx3 arrays, in resource-path order (:func:`gcompris_photo_paths`)."""
+    return list(_gcompris_found(min_side).values())
+
+
+def gcompris_photo_paths(min_side: int = GCOMPRIS_MIN_SIDE) -> list[str]:
+    """The resource paths (``activity/resource/...``) of :func:`gcompris_photos`, in the same order."""
+    return list(_gcompris_found(min_side))
+
+
+def _gcompris_found(min_side: int) -> dict[str, np.ndarray]:
     import io
 
     from PIL import Image
@@ -174,7 +184,51 @@ def gcompris_photos(min_side: int = GCOMPRIS_MIN_SIDE) -> list[np.ndarray]:
             with Image.open(io.BytesIO(data)) as im:
                 if min(im.size) >= min_side:
                     found[rel] = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    return [found[k] for k in sorted(found)]
+    return {k: found[k] for k in sorted(found)}
+
+
+def gcompris_licences(paths: list[str] | None = None, copyright_file: Path | None = None) -> dict[str, dict]:
+    """``{resource path: {"license", "copyright", "files"}}`` (``files``: the matching pattern) for gcompris-qt-data photos (default: those of
+    :func:`gcompris_photos`), read from the package's machine-readable copyright file (DEP-5).
+
+    The package ships its images as WebP inside the .rcc files while the copyright file names the upstream
+    sources (mostly ``.jpg``), so paths are matched by stem: the last paragraph whose ``Files:`` pattern
+    matches ``src/activities/<path>`` with any extension wins, as DEP-5 specifies; ``Files: *`` is the fallback.
+    """
+    import fnmatch
+    import gzip as _gz
+
+    cf = Path(copyright_file or GCOMPRIS_COPYRIGHT)
+    if not cf.is_file():
+        raise DataUnavailableError(f"{cf} not found: install Debian's gcompris-qt-data")
+    raw = cf.read_bytes()
+    text = (_gz.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8", "replace")
+    paragraphs: list[tuple[list[str], str, str]] = []
+    for block in text.split("\n\n"):
+        fields: dict[str, list[str]] = {}
+        key = None
+        for line in block.splitlines():
+            if line[:1] in (" ", "\t") and key:
+                fields[key].append(line.strip())
+            elif ":" in line:
+                key, _, val = line.partition(":")
+                fields[key] = [val.strip()] if val.strip() else []
+        if "Files" in fields and "License" in fields:
+            files = " ".join(fields["Files"]).split()
+            paragraphs.append((files, fields["License"][0], " ".join(fields.get("Copyright", []))))
+    paths = gcompris_photo_paths() if paths is None else paths
+    out = {}
+    for rel in paths:
+        stem = "src/activities/" + rel.rsplit(".", 1)[0]
+        hit = None
+        for files, lic, who in paragraphs:
+            for f in files:
+                pat = f.rsplit(".", 1)[0] if "." in f.rsplit("/", 1)[-1] else f
+                if f == "*" or fnmatch.fnmatchcase(stem, pat):
+                    hit = {"license": lic, "copyright": who, "files": f}
+                    break
+        out[rel] = hit or {"license": "unknown", "copyright": "", "files": ""}
+    return out
 
 
 def sklearn_photos() -> list[np.ndarray]:

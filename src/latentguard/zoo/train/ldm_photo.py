@@ -50,6 +50,11 @@ PHOTO_SOURCES = "nature:all+lomiri+lomiri20+sklearn"
 # Scales chosen so that 128 px crops reach whole scenes of the ~2000-6000 px wallpapers, as in the held-out
 # 256 px photos, and 64 px crops see textures too.
 PHOTO_SCALES = (0.5, 0.35, 0.25, 0.18, 0.12, 0.09, 0.065, 0.045)
+# gcompris-qt-data's photographs are 359-1080 px on their short side (median 768), the wallpapers 427-4096
+# (median ~1900): their scales start at full size, so that 128 px crops of the 0.25-0.35 levels frame about as
+# much scene as the 256 px held-out photos do, and none is enlarged much (the wallpapers' smallest scales would
+# blow a 768 px photo up 2-4x).
+GCOMPRIS_SCALES = (1.0, 0.7, 0.5, 0.35, 0.25)
 
 UNET_CONFIG = dict(
     sample_size=32, in_channels=4, out_channels=4, layers_per_block=2,
@@ -88,10 +93,19 @@ class LDMPhotoRecipe:
     vae: str = "vae-a"
     photos: str = PHOTO_SOURCES
     scales: tuple = PHOTO_SCALES
+    # further photo collections, each with its own scales: ``((spec, scales), ...)``. Each bank is shared among
+    # the groups (``photos``/``scales`` first) in proportion to their photo counts, so every photo weighs the same.
+    more_photos: tuple = ()
     unet: dict = field(default_factory=lambda: dict(UNET_CONFIG))
 
 
 RECIPE = LDMPhotoRecipe()
+
+# The rebuild with gcompris-qt-data's 115 photographs (146 photos in all, ~5x the first build's 31): the full
+# 2400-step schedule (no hand stop), larger banks for the larger, more varied set. Measured against RECIPE in
+# the card.
+MORE_PHOTOS = LDMPhotoRecipe(seed=11, stop_at=None, bank_small=16000, bank_big=4000, max_minutes=150.0,
+                             more_photos=(("gcompris", GCOMPRIS_SCALES),))
 
 
 # Stage 2: the rest of stage 1's schedule from its EMA weights (see the module docstring).
@@ -148,23 +162,48 @@ def check_stage1(init: Path) -> None:
                          "e.g. OUT/stage1")
 
 
-def _bank(vae_loader, photos, recipe: LDMPhotoRecipe, dev, cache: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two latent banks of ``recipe`` (read from ``cache`` when it holds this recipe's banks)."""
+def _groups(recipe: LDMPhotoRecipe) -> list[tuple[str, tuple]]:
+    return [(recipe.photos, tuple(recipe.scales))] + [(spec, tuple(sc)) for spec, sc in recipe.more_photos]
+
+
+def _shares(n: int, counts: list[int]) -> list[int]:
+    """``n`` split in proportion to ``counts`` (largest remainders; the shares sum to ``n``)."""
+    raw = [n * c / sum(counts) for c in counts]
+    out = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: out[i] - raw[i])[: n - sum(out)]:
+        out[i] += 1
+    return out
+
+
+def _bank(vae_loader, recipe: LDMPhotoRecipe, dev, cache: Path | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The two latent banks of ``recipe`` and its photo count (read from ``cache`` when it holds this recipe's
+    banks)."""
     key = {"vae": recipe.vae, "photos": recipe.photos, "scales": list(recipe.scales), "seed": RECIPE.seed,
            "small": recipe.bank_small, "big": recipe.bank_big}
+    if recipe.more_photos:  # (absent otherwise, so that the first build's cached banks still match)
+        key["more_photos"] = [[spec, list(sc)] for spec, sc in recipe.more_photos]
     if cache is not None and Path(cache).is_file():
         saved = torch.load(cache, map_location="cpu", weights_only=True)
         if saved.get("key") == json.dumps(key):
-            return saved["small"], saved["big"]
+            return saved["small"], saved["big"], int(saved.get("photos", 0))
+    groups = [(_photos(spec), sc) for spec, sc in _groups(recipe)]
+    counts = [len(p) for p, _ in groups]
     vae = vae_loader()
-    levels: dict = {}  # each photo resized once per scale, for both banks
-    # the banks are drawn with stage 1's seeds in both stages: stage 2 sees the same crops
-    small = latent_bank(vae, photos, 64, recipe.bank_small, RECIPE.seed, recipe.scales, device=dev, levels=levels)
-    big = latent_bank(vae, photos, 128, recipe.bank_big, RECIPE.seed + 1, recipe.scales, device=dev, levels=levels)
+    small, big = [], []
+    # the banks are drawn with stage 1's seeds in every stage (stage 2 sees the same crops); group g's seeds are
+    # offset by 100 g, so the first group's crops are the first build's
+    for g, ((photos, scales), n_s, n_b) in enumerate(zip(groups, _shares(recipe.bank_small, counts),
+                                                          _shares(recipe.bank_big, counts))):
+        levels: dict = {}  # each photo resized once per scale, for both banks
+        small.append(latent_bank(vae, photos, 64, n_s, RECIPE.seed + 100 * g, scales, device=dev, levels=levels))
+        big.append(latent_bank(vae, photos, 128, n_b, RECIPE.seed + 1 + 100 * g, scales, device=dev, levels=levels))
+        print(f"bank group {g}: {counts[g]} photos, {n_s} + {n_b} crops", flush=True)
+    small_t, big_t = torch.cat(small), torch.cat(big)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": json.dumps(key), "small": small.cpu(), "big": big.cpu()}, cache)
-    return small, big
+        torch.save({"key": json.dumps(key), "small": small_t.cpu(), "big": big_t.cpu(), "photos": sum(counts)},
+                   cache)
+    return small_t, big_t, sum(counts)
 
 
 def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps: int | None = None,
@@ -193,11 +232,10 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     torch.manual_seed(recipe.seed)
     t0 = time.time()
     zoo_dir = Path(zoo_dir) if zoo_dir else weights_root()
-    photos = _photos(recipe.photos)
-    small, big = _bank(lambda: AutoencoderKL.from_pretrained(zoo_dir / recipe.vae, torch_dtype=torch.float32)
-                       .to(dev).eval(), photos, recipe, dev, bank_cache)
+    small, big, n_photos = _bank(lambda: AutoencoderKL.from_pretrained(zoo_dir / recipe.vae, torch_dtype=torch.float32)
+                                 .to(dev).eval(), recipe, dev, bank_cache)
     small, big = small.to(dev), big.to(dev)
-    print(f"latent bank: {len(small)} x 64 px, {len(big)} x 128 px from {len(photos)} photos "
+    print(f"latent bank: {len(small)} x 64 px, {len(big)} x 128 px from {n_photos} photos "
           f"({time.time() - t0:.0f} s); latent std {small.std():.3f}", flush=True)
     states, _ = token_states([""], device="cpu")
     empty = states.to(dev)  # [1, L, 384]
@@ -274,25 +312,68 @@ def train(out: Path, recipe: LDMPhotoRecipe = RECIPE, device: str = "cpu", steps
     return out
 
 
+LICENCES_CARD = "ldm-photo.data.md"
+
+
+def licence_table() -> str:
+    """The card page listing every gcompris-qt-data photograph in the training data with the licence and
+    copyright Debian's copyright file declares for it (:func:`latentguard.io.datasets.gcompris_licences`)."""
+    from collections import Counter
+
+    from latentguard.io.datasets import gcompris_licences
+
+    lic = gcompris_licences()
+    fallback = sum(v["files"] == "*" for v in lic.values())
+    counts = Counter(v["license"] for v in lic.values())
+    lines = [
+        "## Training photographs from gcompris-qt-data, with their licences",
+        "Generated by `python -m latentguard.zoo.train.ldm_photo --write-licences` from the installed package's",
+        "`/usr/share/doc/gcompris-qt-data/copyright` (DEP-5). The package ships WebP copies inside its Qt resource",
+        "files; the copyright file names the upstream sources (mostly `.jpg`), matched here by stem.",
+        f"{fallback} of the {len(lic)} photographs are covered only by the file's `Files: *` paragraph (the",
+        "package's main licence, which its copyright file applies to every file it does not list otherwise).",
+        "",
+        "Licences: " + ", ".join(f"{k} {n}" for k, n in counts.most_common()) + ".",
+        "",
+        "| resource path | licence | copyright | paragraph |",
+        "|---|---|---|---|",
+    ]
+    for path, v in lic.items():
+        who = "the gcompris-qt authors (the `Files: *` list)" if v["files"] == "*" else v["copyright"].replace("|", "/")
+        lines.append(f"| {path} | {v['license']} | {who} | `{v['files']}` |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Train zoo:ldm-photo by its recipe")
-    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="the run folder (required unless --write-licences)")
+    p.add_argument("--write-licences", action="store_true",
+                   help=f"write the gcompris photo licence page of the card (cards/{LICENCES_CARD}) and exit")
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int)
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--zoo-dir", type=Path)
     p.add_argument("--stop-at", type=int, help="stop at this step (the lr schedule still spans --steps)")
-    p.add_argument("--stage", type=int, choices=(1, 2, 3), default=1,
-                   help="1: RECIPE from scratch; 2: FINISH from --init; 3: REFINE_LOW_T from --init")
+    p.add_argument("--stage", type=int, choices=(1, 2, 3, 4), default=1,
+                   help="1: RECIPE from scratch; 2: FINISH from --init; 3: REFINE_LOW_T from --init; "
+                        "4: MORE_PHOTOS (with gcompris-qt-data's photographs) from scratch")
     p.add_argument("--init", type=Path, help="stage 2: the stage-1 folder to start from")
     p.add_argument("--resume", action="store_true", help="continue this stage from OUT/state.pt")
     p.add_argument("--bank-cache", type=Path, help="keep the latent banks in this file (same crops either way)")
     a = p.parse_args(argv)
-    if a.stage > 1 and a.init is None:
+    if a.write_licences:
+        from latentguard.models.registry import cards_root
+
+        (cards_root() / LICENCES_CARD).write_text(licence_table())
+        print(f"wrote {cards_root() / LICENCES_CARD}")
+        return
+    if a.out is None:
+        p.error("--out is required")
+    if a.stage in (2, 3) and a.init is None:
         p.error(f"--stage {a.stage} needs --init STAGE1_FOLDER")
-    recipe = {1: RECIPE, 2: FINISH, 3: REFINE_LOW_T}[a.stage]
+    recipe = {1: RECIPE, 2: FINISH, 3: REFINE_LOW_T, 4: MORE_PHOTOS}[a.stage]
     train(a.out, recipe, a.device, a.steps, a.max_minutes, a.zoo_dir, a.stop_at,
-          init=a.init if a.stage > 1 else None, resume=a.resume, bank_cache=a.bank_cache)
+          init=a.init if a.stage in (2, 3) else None, resume=a.resume, bank_cache=a.bank_cache)
 
 
 if __name__ == "__main__":
