@@ -28,6 +28,7 @@ ENTRIES: dict[str, ZooEntry] = {
     "vae-a-srl": ZooEntry("vae-a-srl", "vae", "vae-a hardened by SRL-VAE (encoder fine-tuned, decoder frozen)"),
     "t2i": ZooEntry("t2i", "t2i", "text-conditional latent diffusion on Fashion-MNIST (vae-a latents, frozen MiniLM text)", vae="vae-a"),
     "t2i-members": ZooEntry("t2i-members", "t2i", "t2i trained long on a declared 500-image member split (MIA target)", vae="vae-a"),
+    "t2i-members-ft": ZooEntry("t2i-members-ft", "t2i", "zoo:t2i fine-tuned ~100 epochs on the declared 500-image member split (a realistically memorised MIA target)", vae="vae-a"),
     "ldm-photo": ZooEntry("ldm-photo", "ldm", "unconditional latent diffusion of natural photos (vae-a latents, 64/128 px crops of 31 licensed photos; prompt \"\"): the photo editor", vae="vae-a"),
     "embed": ZooEntry("embed", "embed", "CLIP-like image-text embedder (conv image tower, frozen MiniLM + projection)"),
     "protector-a": ZooEntry("protector-a", "protector", "feed-forward protector (small conv U-Net, eps*tanh) trained on pca+ against vae-a only: `protect --method fast`"),
