@@ -103,7 +103,7 @@ def test_zoo_cli_list(capsys):
 
 # the two photo-VAE recipes take 35-45 s each on 2 cores: slow (CI runs them); embed and t2i-members stay default
 @pytest.mark.parametrize("name", [pytest.param("vae-a", marks=pytest.mark.slow), pytest.param("vae-b", marks=pytest.mark.slow),
-                                  "embed", "t2i-members"])
+                                  "embed", "t2i-members", "t2i-members-ft"])
 def test_recipe_smoke(name, tmp_path, monkeypatch):
     """Each recipe runs a few steps and writes a loadable folder."""
     from dataclasses import replace
@@ -116,8 +116,8 @@ def test_recipe_smoke(name, tmp_path, monkeypatch):
         monkeypatch.setitem(RECIPES, name, replace(r, extra={**r.extra, "finetune": ft}))
 
     try:
-        if name == "t2i-members":
-            require_zoo("vae-a")
+        if name.startswith("t2i-members"):
+            require_zoo("vae-a", *([RECIPES[name].extra["init"]] if "init" in RECIPES[name].extra else []))
             datasets.fashion_mnist("train")
         elif name == "embed":
             datasets.fashion_mnist("train")
@@ -135,6 +135,13 @@ def test_recipe_smoke(name, tmp_path, monkeypatch):
         ft = [json.loads(line) for line in (out / "finetune_log.jsonl").read_text().splitlines()]
         assert ft[-1]["step"] == 2 and ft[-1]["anchor_latent"] >= 0 and "psnr128" in ft[-1]
         assert json.loads((out / "recipe.json").read_text())["finetune_steps_done"] == 2
+    if "init" in RECIPES[name].extra:  # a fine-tune: two steps from zoo:t2i's UNet stay close to it, not equal
+        from safetensors.torch import load_file
+
+        a = load_file(registry.weights_root() / RECIPES[name].extra["init"] / "unet" / "diffusion_pytorch_model.safetensors")
+        b = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+        diff = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+        assert a.keys() == b.keys() and 0 < diff < 0.05
     if RECIPES[name].kind == "vae":
         from latentguard.models import load_vae
 
