@@ -182,15 +182,17 @@ def ldm_photo_quality(steps: int = 50, n_samples: int = 16) -> dict:
 
 
 @torch.no_grad()
-def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dict:
+def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4, name: str = "t2i-members") -> dict:
     from latentguard.io.datasets import member_split
     from latentguard.models import load_pipeline, load_vae
     from latentguard.models.text import token_states
 
-    pipe = load_pipeline("zoo:t2i-members", kind="text2img")
+    from latentguard.models.registry import weights_root
+
+    pipe = load_pipeline(f"zoo:{name}", kind="text2img")
     vae = load_vae("zoo:vae-a")
-    split = json.loads((ROOT / "src/latentguard/zoo/weights/t2i-members/splits.json").read_text()) \
-        if (ROOT / "src/latentguard/zoo/weights/t2i-members/splits.json").exists() else member_split()
+    split_file = weights_root() / name / "splits.json"
+    split = json.loads(split_file.read_text()) if split_file.exists() else member_split()
     imgs, labels = datasets.fashion_mnist("train")
     sched = pipe.scheduler
     ac = sched.alphas_cumprod
@@ -217,6 +219,33 @@ def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4) -> dic
             "timesteps": list(ts), "noise_draws": draws}
 
 
+def honest_members_auroc(name: str) -> dict:
+    """The plain loss attack (the audit's statistic) on all 500 members + 500 non-members, both protocols
+    (benchmarks/mia_target_sweep.py's measurement, on the built model)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mia_target_sweep import loss_attack  # noqa: E402
+
+    from diffusers import UNet2DConditionModel
+
+    from latentguard.models.registry import weights_root
+    from latentguard.models.text import token_states
+    from latentguard.zoo.train.recipes import encode_fashion_latents
+
+    split = json.loads((weights_root() / name / "splits.json").read_text())
+    imgs, labels = datasets.fashion_mnist("train")
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(weights_root() / "vae-a", torch_dtype=torch.float32).eval()
+
+    def lat(ids):
+        ids = np.array(ids)
+        c, _ = token_states([datasets.caption_for(int(l), 0) for l in labels[ids]])
+        return encode_fashion_latents(vae, imgs[ids], torch.device("cpu")), c
+
+    unet = UNet2DConditionModel.from_pretrained(weights_root() / name / "unet", torch_dtype=torch.float32)
+    return loss_attack(unet, *lat(split["members"]), *lat(split["nonmembers"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/zoo_quality.json"))
@@ -235,7 +264,7 @@ def main() -> None:
     outp = Path(a.out)
     if outp.exists():
         res = json.loads(outp.read_text())
-    for name in ("vae-a", "vae-b", "vae-a-srl", "embed", "t2i", "t2i-members", "ldm-photo"):
+    for name in ("vae-a", "vae-b", "vae-a-srl", "embed", "t2i", "t2i-members", "t2i-members-ft", "ldm-photo"):
         if name not in have or (a.only and name not in a.only):
             continue
         t0 = time.time()
@@ -260,7 +289,9 @@ def main() -> None:
                 save_image(make_grid(g, nrow=4), outp.parent / f"zoo_ldm_photo_{tag}.png",
                            metadata={"what": f"zoo:ldm-photo {tag} on the held-out photos (benchmarks/bench_zoo.py)"})
         else:
-            r = members_quality()
+            r = members_quality(name=name)
+            if name == "t2i-members-ft":  # the audit's honest protocol too (the band the MIA study needs)
+                r["honest_loss_attack"] = honest_members_auroc(name)
         r["seconds"] = round(time.time() - t0, 1)
         res[name] = r
         print(name, json.dumps(r), flush=True)
