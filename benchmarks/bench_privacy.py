@@ -125,9 +125,9 @@ def audit(args) -> dict:
         summ = mia.evaluate(mia.ScoreTable.from_items(work / "items.jsonl"), calib_fraction=prev.get("calib_fraction", 0.5))
         keep = {k: prev[k] for k in ("command", "wall_s", "timing_s", "config") if k in prev}
         return {**keep, **summ, "reevaluated_from": str(work / "items.jsonl")}
-    cmd = ["audit", "membership", "--model", "zoo:t2i-members", "--n-members", str(args.n), "--n-nonmembers",
+    cmd = ["audit", "membership", "--model", args.model, "--n-members", str(args.n), "--n-nonmembers",
            str(args.n), "--attacks", args.attacks, "--timesteps", args.timesteps, "--mask", "pullback",
-           "--threads", "1", "--device", "cpu", "--seed", "0", "--out", str(work)]
+           "--threads", str(args.threads), "--device", "cpu", "--seed", str(args.seed), "--out", str(work)]
     t0 = time.time()
     rc = main(cmd)
     if rc:
@@ -145,9 +145,12 @@ def main_() -> None:
     ap.add_argument("--attacks", default="loss,pia,secmi,sima")
     ap.add_argument("--timesteps", default="10,50,100,200,300")
     ap.add_argument("--workdir", default="/tmp/latentguard_bench_privacy")
+    ap.add_argument("--model", default="zoo:t2i-members", help="audit: the target (default zoo:t2i-members)")
+    ap.add_argument("--threads", type=int, default=1, help="audit: torch threads (default 1)")
+    ap.add_argument("--seed", type=int, default=0, help="audit: the subset draw and the loss attack's noise (0)")
     ap.add_argument("--reevaluate", action="store_true", help="audit: re-evaluate --workdir/items.jsonl, no new run")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     if args.part == "estimators":
         args.n = args.n or 4
         res = estimators(args)
@@ -160,7 +163,7 @@ def main_() -> None:
         args.n = args.n or 200
         res = audit(args)
         out = Path(args.out or ROOT / "benchmarks/results/privacy_mia.json")
-    res["host"] = {"platform": platform.platform(), "torch": torch.__version__, "threads": 1}
+    res["host"] = {"platform": platform.platform(), "torch": torch.__version__, "threads": args.threads}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(f"wrote {out}")

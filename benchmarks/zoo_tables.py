@@ -10,6 +10,7 @@ WHAT = {
     "vae-b": "KL-VAE, other architecture, seed and photos",
     "t2i": "text-conditional latent diffusion (UNet + DDIM + frozen MiniLM + vae-a) on Fashion-MNIST",
     "t2i-members": "same, trained long on a declared 500-image member split",
+    "t2i-members-ft": "zoo:t2i fine-tuned 102 epochs on the same members: a realistically memorised MIA target",
     "ldm-photo": "unconditional photo LDM (conv UNet + DDIM on vae-a latents; prompt \"\"), img2img / inpaint / "
                  "text2img: the photo editor (a short CPU training, 1250 steps; targets in its card)",
     "embed": "CLIP-like image-text embedder (not CLIP)",
@@ -40,6 +41,10 @@ def _measured(name: str, r: dict, d: dict) -> str:
     if name == "t2i-members":
         return (f"loss-attack AUROC {r['loss_attack_auroc']:.4f} ({r['n_members']} members vs {r['n_nonmembers']} "
                 f"non-members, timesteps {', '.join(map(str, r['timesteps']))})")
+    if name == "t2i-members-ft":
+        h = r["honest_loss_attack"]["honest"]
+        return (f"loss attack (the audit's) honest-protocol AUROC {h['auroc']:.3f}, TPR@1%FPR {h['tpr_at_1pct_fpr']:.3f} "
+                f"({r['n_members']} members vs {r['n_nonmembers']} non-members)")
     if name == "embed":
         return (f"zero-shot {100 * r['zero_shot_top1']:.1f}% on the Fashion-MNIST test split ({r['n_test']:,} images; "
                 f"chance {100 * r['chance']:.0f}%)")

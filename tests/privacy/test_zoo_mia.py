@@ -21,3 +21,20 @@ def test_zoo_members_loss_attack_beats_chance():
     for a in ("loss", "sima"):
         au = roc.auroc(ms.scores(a)[:, 0], ms.labels)
         assert au > 0.85, (a, au)
+
+
+def test_zoo_members_ft_is_memorised_realistically():
+    """zoo:t2i-members-ft, the masking study's target: the plain loss attack on all 500 members and 500
+    non-members under the honest protocol is well above chance and far from saturated (measured: AUROC 0.734
+    at t=50; zoo:t2i-members: 0.999). Asserted inside [0.65, 0.95], as the fidelity issue asks."""
+    require_zoo("t2i-members-ft", "vae-a")
+    from latentguard.models import load_pipeline
+    from latentguard.privacy import audit
+
+    pipe = load_pipeline("zoo:t2i-members-ft", kind="text2img")
+    mem, non, _ = audit.zoo_split_sets("zoo:t2i-members-ft", None, None, seed=0)
+    assert len(mem.images) == len(non.images) == 500
+    cfg = mia.MIAConfig(attacks=("loss",), timesteps=(10, 50, 100, 200, 300), batch_size=100)
+    ms, _ = audit.compute_membership_scores(pipe, mem, non, cfg, None, progress=False)
+    honest = mia.evaluate(ms)["attacks"]["loss"]["none"]["honest"]
+    assert 0.65 <= honest["auroc"] <= 0.95, honest
