@@ -41,8 +41,9 @@ import torch
 import torch.nn.functional as F
 
 from latentguard.harden.crops import ImageCrops
+from latentguard.io.datasets import gcompris_licences
 from latentguard.io.datasets import photos as _photos
-from latentguard.models.registry import weights_root
+from latentguard.models.registry import cards_root, weights_root
 from latentguard.models.text import token_states
 from latentguard.ops.schedules import warmup_cosine
 
@@ -320,8 +321,6 @@ def licence_table() -> str:
     copyright Debian's copyright file declares for it (:func:`latentguard.io.datasets.gcompris_licences`)."""
     from collections import Counter
 
-    from latentguard.io.datasets import gcompris_licences
-
     lic = gcompris_licences()
     fallback = sum(v["files"] == "*" for v in lic.values())
     counts = Counter(v["license"] for v in lic.values())
@@ -363,8 +362,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bank-cache", type=Path, help="keep the latent banks in this file (same crops either way)")
     a = p.parse_args(argv)
     if a.write_licences:
-        from latentguard.models.registry import cards_root
-
         (cards_root() / LICENCES_CARD).write_text(licence_table())
         print(f"wrote {cards_root() / LICENCES_CARD}")
         return
