@@ -185,9 +185,8 @@ def ldm_photo_quality(steps: int = 50, n_samples: int = 16) -> dict:
 def members_quality(n: int = 500, ts=(50, 100, 200, 300), draws: int = 4, name: str = "t2i-members") -> dict:
     from latentguard.io.datasets import member_split
     from latentguard.models import load_pipeline, load_vae
-    from latentguard.models.text import token_states
-
     from latentguard.models.registry import weights_root
+    from latentguard.models.text import token_states
 
     pipe = load_pipeline(f"zoo:{name}", kind="text2img")
     vae = load_vae("zoo:vae-a")
@@ -223,27 +222,18 @@ def honest_members_auroc(name: str) -> dict:
     """The plain loss attack (the audit's statistic) on all 500 members + 500 non-members, both protocols
     (benchmarks/mia_target_sweep.py's measurement, on the built model)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from mia_target_sweep import loss_attack  # noqa: E402
+    from mia_target_sweep import loss_attack, split_latents  # noqa: E402
 
-    from diffusers import UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     from latentguard.models.registry import weights_root
-    from latentguard.models.text import token_states
-    from latentguard.zoo.train.recipes import encode_fashion_latents
 
     split = json.loads((weights_root() / name / "splits.json").read_text())
     imgs, labels = datasets.fashion_mnist("train")
-    from diffusers import AutoencoderKL
-
     vae = AutoencoderKL.from_pretrained(weights_root() / "vae-a", torch_dtype=torch.float32).eval()
-
-    def lat(ids):
-        ids = np.array(ids)
-        c, _ = token_states([datasets.caption_for(int(l), 0) for l in labels[ids]])
-        return encode_fashion_latents(vae, imgs[ids], torch.device("cpu")), c
-
     unet = UNet2DConditionModel.from_pretrained(weights_root() / name / "unet", torch_dtype=torch.float32)
-    return loss_attack(unet, *lat(split["members"]), *lat(split["nonmembers"]))
+    return loss_attack(unet, *split_latents(vae, split["members"], imgs, labels),
+                       *split_latents(vae, split["nonmembers"], imgs, labels))
 
 
 def main() -> None:

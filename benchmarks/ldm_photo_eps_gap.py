@@ -35,10 +35,9 @@ def eps_error(unet, z0: torch.Tensor, cond: torch.Tensor, abar: torch.Tensor) ->
         a = abar[t]
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise
         errs = []
-        for i in range(0, len(z0), 64):
-            pred = unet(zt[i : i + 64], torch.full((len(zt[i : i + 64]),), t),
-                        encoder_hidden_states=cond.expand(len(zt[i : i + 64]), -1, -1)).sample
-            errs.append(((pred - noise[i : i + 64]) ** 2).flatten(1).mean(1))
+        for zb, nb in zip(zt.split(64), noise.split(64)):
+            pred = unet(zb, torch.full((len(zb),), t), encoder_hidden_states=cond.expand(len(zb), -1, -1)).sample
+            errs.append(((pred - nb) ** 2).flatten(1).mean(1))
         out[str(t)] = round(float(torch.cat(errs).mean()), 4)
     return out
 
@@ -51,15 +50,14 @@ def main() -> None:
                     help="64 px latents of the bank's first photo group (default 3397: MORE_PHOTOS's wallpapers)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from diffusers import DDIMScheduler, UNet2DConditionModel
 
     from latentguard.models import load_vae
     from latentguard.models.text import token_states
     from latentguard.samples import sample_images
     from latentguard.zoo.train.ldm_photo import SCHEDULER_CONFIG
 
-    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("set_alpha_to_one", "steps_offset")})
-    abar = sched.alphas_cumprod
+    abar = DDIMScheduler(**SCHEDULER_CONFIG).alphas_cumprod  # the builds' own scheduler
     x = sample_images(256)
     crops = torch.cat([x[:, :, i : i + 64, j : j + 64] for i in range(0, 256, 64) for j in range(0, 256, 64)])
     vae = load_vae("zoo:vae-a")

@@ -33,14 +33,26 @@ sys.path.insert(0, str(ROOT / "src"))
 TIMESTEPS = (10, 50, 100, 200, 300)
 
 
+def split_latents(vae, ids, images, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled vae latents and caption token states (template 0, as the audit conditions) of Fashion-MNIST
+    train images ``ids``; ``vae`` a diffusers AutoencoderKL."""
+    from latentguard.io import datasets
+    from latentguard.models.text import token_states
+    from latentguard.zoo.train.recipes import encode_fashion_latents
+
+    ids = np.array(ids)
+    c, _ = token_states([datasets.caption_for(int(l), 0) for l in labels[ids]])
+    return encode_fashion_latents(vae, images[ids], torch.device("cpu")), c
+
+
 def loss_attack(unet, members_z, members_c, non_z, non_c, seed: int = 0) -> dict:
     """Both protocols' metrics of the plain loss attack on member / non-member latents."""
-    from diffusers import DDPMScheduler
+    from diffusers import DDIMScheduler
 
     from latentguard.privacy import mia
     from latentguard.zoo.train.recipes import SCHEDULER_CONFIG
 
-    sched = DDPMScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items() if k not in ("set_alpha_to_one", "steps_offset")})
+    sched = DDIMScheduler(**SCHEDULER_CONFIG)  # the zoo t2i models' own scheduler (only its alphas are used)
     scorer = mia.ResidualScorer(unet, sched, mia.MIAConfig(attacks=("loss",), timesteps=TIMESTEPS, seed=seed))
     was_training = unet.training
     unet.eval()
@@ -73,7 +85,6 @@ def main() -> None:
 
     from latentguard.io import datasets
     from latentguard.models.registry import weights_root
-    from latentguard.models.text import token_states
     from latentguard.zoo.train import recipes as R
 
     eval_at = sorted({int(s) for s in a.eval_at.split(",")})
@@ -84,14 +95,8 @@ def main() -> None:
     split = datasets.member_split()
     vae = AutoencoderKL.from_pretrained(zoo / "vae-a", torch_dtype=torch.float32).eval()
 
-    def latents(ids):
-        ids = np.array(ids)
-        z = R.encode_fashion_latents(vae, images[ids], torch.device("cpu"))
-        c, _ = token_states([datasets.caption_for(int(l), 0) for l in labels[ids]])
-        return z, c
-
-    mz, mc = latents(split["members"])
-    nz, nc = latents(split["nonmembers"])
+    mz, mc = split_latents(vae, split["members"], images, labels)
+    nz, nc = split_latents(vae, split["nonmembers"], images, labels)
     rows = []
     t0 = time.time()
     base = UNet2DConditionModel.from_pretrained(zoo / "t2i" / "unet", torch_dtype=torch.float32)

@@ -156,15 +156,25 @@ def photos(spec: str) -> list[np.ndarray]:
 def gcompris_photos(min_side: int = GCOMPRIS_MIN_SIDE) -> list[np.ndarray]:
     """The photographs of ``gcompris-qt-data`` (:data:`GCOMPRIS_PHOTO_FOLDERS`) with both sides >= ``min_side``,
     as uint8 HxWx3 arrays, in resource-path order (:func:`gcompris_photo_paths`)."""
-    return list(_gcompris_found(min_side).values())
+    import io
+
+    from PIL import Image
+
+    out = []
+    for data in _gcompris_files(min_side).values():
+        with Image.open(io.BytesIO(data)) as im:
+            out.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+    return out
 
 
 def gcompris_photo_paths(min_side: int = GCOMPRIS_MIN_SIDE) -> list[str]:
-    """The resource paths (``activity/resource/...``) of :func:`gcompris_photos`, in the same order."""
-    return list(_gcompris_found(min_side))
+    """The resource paths (``activity/resource/...``) of :func:`gcompris_photos`, in the same order (no image
+    is decoded: the sizes come from the headers)."""
+    return list(_gcompris_files(min_side))
 
 
-def _gcompris_found(min_side: int) -> dict[str, np.ndarray]:
+def _gcompris_files(min_side: int) -> dict[str, bytes]:
+    """``{resource path: encoded image}`` of the photographs with both sides >= ``min_side``, sorted by path."""
     import io
 
     from PIL import Image
@@ -175,15 +185,15 @@ def _gcompris_found(min_side: int) -> dict[str, np.ndarray]:
             f"{GCOMPRIS_DIR / missing[0]} not found: install Debian's gcompris-qt-data "
             "(apt-get install gcompris-qt-data) or set LATENTGUARD_GCOMPRIS_DIR"
         )
-    found: dict[str, np.ndarray] = {}
+    found: dict[str, bytes] = {}
     for rcc, folders in GCOMPRIS_PHOTO_FOLDERS.items():
         for path, data in read_qt_resources(GCOMPRIS_DIR / rcc).items():
             rel = path.split("/activities/", 1)[-1]
             if not rel.startswith(folders) or not rel.lower().endswith((".webp", ".jpg", ".jpeg", ".png")):
                 continue
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(data)) as im:  # lazy: reads the header only
                 if min(im.size) >= min_side:
-                    found[rel] = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                    found[rel] = data
     return {k: found[k] for k in sorted(found)}
 
 
